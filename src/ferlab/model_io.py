@@ -1,0 +1,115 @@
+"""Saving and loading models as one safetensors file whose metadata rebuilds the model.
+
+A model file is safe to take from a stranger: safetensors holds tensors only and the config is
+JSON, so loading never runs code from the file (pickled ``.pt``/``.pth`` files are refused).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .constants import EMOTIONS, IMAGE_SIZE
+from .errors import ModelError
+from .io_utils import atomic_write
+from .models import FERModel, create_model
+
+FORMAT = "ferlab-model/1"
+MODEL_FILE = "model.safetensors"
+BUNDLED = "bundled"
+
+
+def bundled_model_path() -> Path:
+    return Path(__file__).parent / "assets" / "bundled.safetensors"
+
+
+def save_model(model: FERModel, path: str | Path, **info) -> Path:
+    """Write ``model`` to ``path`` (safetensors; config and ``info`` in its metadata)."""
+    meta = {"format": FORMAT, "name": model.name, "kwargs": model.kwargs,
+            "classes": list(EMOTIONS), "image_size": IMAGE_SIZE, **info}
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    atomic_write(path, lambda p: save_file(state, str(p), metadata={"ferlab": json.dumps(meta)}))
+    return Path(path)
+
+
+def resolve_model_path(spec: str | Path) -> Path:
+    """Path of the model file for ``spec``: a file, a folder holding ``model.safetensors`` (a run
+    folder), or ``bundled``."""
+    if str(spec) == BUNDLED:
+        p = bundled_model_path()
+        if not p.exists():
+            raise ModelError("the bundled model is not installed with this copy of ferlab")
+        return p
+    p = Path(spec)
+    if p.is_dir():
+        if (p / MODEL_FILE).exists():
+            return p / MODEL_FILE
+        raise ModelError(f"{p}: folder has no {MODEL_FILE} (is it a finished run folder?)")
+    if not p.exists():
+        raise ModelError(f"{p}: no such model file or folder")
+    return p
+
+
+def read_model_meta(path: Path) -> dict:
+    """The ferlab metadata of a model file, checked, without loading its tensors."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read: {e.strerror or e}") from e
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise ModelError(f"{path}: is a pickled PyTorch file; ferlab only loads safetensors model "
+                         "files, because unpickling can run code hidden in the file")
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("ferlab")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelError(f"{path}: not a valid safetensors model file ({e})") from e
+    if raw is None:
+        raise ModelError(f"{path}: safetensors file has no ferlab metadata; it was not saved by "
+                         "ferlab")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path}: ferlab metadata is not valid JSON: {e}") from e
+    if meta.get("classes") != list(EMOTIONS):
+        raise ModelError(f"{path}: model classes {meta.get('classes')} differ from ferlab's "
+                         f"{list(EMOTIONS)}")
+    return meta
+
+
+def load_model(spec: str | Path = BUNDLED) -> FERModel:
+    """Load a model (file, run folder or ``bundled``) in eval mode.
+
+    Example:
+        >>> model = load_model("bundled")  # doctest: +SKIP
+        >>> model(torch.rand(1, 1, 48, 48)).softmax(1)  # doctest: +SKIP
+    """
+    path = resolve_model_path(spec)
+    meta = read_model_meta(path)
+    model = create_model(meta["name"], **meta.get("kwargs", {}))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelError(f"{path}: cannot read weights: {e}") from e
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else "mismatch"
+        raise ModelError(f"{path}: weights do not fit a {meta['name']!r} model: {first}") from e
+    model.meta = meta
+    return model.eval()
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint: tensors and plain values only (``weights_only=True``: no code)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001  (pickle errors come in many types)
+        raise ModelError(f"{path}: cannot load checkpoint safely: {e}".splitlines()[0]) from e

@@ -1,0 +1,396 @@
+"""``train(cfg, out_dir)``: one training run, readable top to bottom, into a run folder.
+
+The run folder holds everything later stages read:
+
+* ``config.json``     the resolved RunConfig, the git commit and the ferlab version
+* ``history.csv``     one row per epoch (see ``HISTORY_COLUMNS``)
+* ``checkpoint.pt``   the state after the last finished epoch, for ``--resume``
+* ``model.safetensors`` the best model so far (by validation accuracy), loadable by any command
+* ``metrics.json``    best validation accuracy and its epoch, parameters, time
+
+Determinism: every epoch reseeds the data order, the augmentation and dropout from
+``(seed, epoch)``, so a run resumed from the checkpoint of epoch k draws exactly what an
+uninterrupted run draws, and ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm import tqdm
+
+from . import __version__
+from .augment import augment, mixup
+from .config import RunConfig, TrainConfig
+from .constants import NUM_CLASSES
+from .data import FaceSet, load_faces, make_split
+from .errors import FerlabError
+from .io_utils import atomic_write, read_json, write_json, write_text
+from .model_io import MODEL_FILE, load_checkpoint, save_model
+from .models import FERModel, count_params, create_model
+
+HISTORY_COLUMNS = ["epoch", "seconds", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                   "wrong_confidence"]
+CHECKPOINT = "checkpoint.pt"
+
+
+class RunExistsError(FerlabError):
+    """The output folder already holds a run."""
+
+
+class TrainingInterrupted(FerlabError):
+    """SIGINT/SIGTERM arrived; the last finished epoch is saved and can be resumed."""
+
+    exit_code = 130
+
+
+# --------------------------------------------------------------------------------------------
+# Pure helpers
+
+
+def lr_at(step: int, total_steps: int, t: TrainConfig, steps_per_epoch: int,
+          plateau_scale: float = 1.0) -> float:
+    """Learning rate at optimiser step ``step`` (0-based) of ``total_steps``."""
+    if t.schedule == "constant":
+        return t.lr
+    if t.schedule == "plateau":
+        return t.lr * plateau_scale
+    if t.schedule == "onecycle":
+        # Warm up from lr/25 over the first 25% of steps, then cosine down to lr/1e4.
+        up = max(1, int(0.25 * total_steps))
+        if step < up:
+            return t.lr / 25 + (t.lr - t.lr / 25) * (1 - math.cos(math.pi * step / up)) / 2
+        frac = (step - up) / max(1, total_steps - up)
+        return t.lr / 1e4 + (t.lr - t.lr / 1e4) * (1 + math.cos(math.pi * frac)) / 2
+    # cosine with linear warm-up
+    warm = int(t.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return t.lr * (step + 1) / warm
+    frac = (step - warm) / max(1, total_steps - warm)
+    return t.lr * (1 + math.cos(math.pi * min(frac, 1.0))) / 2
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A seed for everything random in one epoch, so that resuming at an epoch repeats it."""
+    return (seed * 1_000_003 + epoch * 7_919 + 17) % (2**63 - 1)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, cwd=Path(__file__).parent)
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[N, 48, 48]`` or ``[N, 1, 48, 48]`` -> the float ``[N, 1, 48, 48]`` models take."""
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    return images.float().div_(255.0)
+
+
+def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    # No weight decay on BatchNorm and biases: decaying them only fights the normalisation.
+    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
+    groups = [{"params": decay, "weight_decay": t.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=True)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=t.lr, betas=(t.momentum, 0.999))
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.momentum, 0.999))
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    accuracy: float
+    wrong_confidence: float  # mean max-probability of wrong predictions
+    probs: np.ndarray  # [N, 7]
+
+
+@torch.no_grad()
+def predict_probs(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 512,
+                  bf16: bool = False, channels_last: bool = False) -> torch.Tensor:
+    """Softmax probabilities ``[N, 7]`` for uint8 faces ``[N, (1,) 48, 48]``, in eval mode.
+
+    The model's train/eval mode is restored afterwards.
+    """
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for i in range(0, len(images), batch_size):
+            x = to_input(images[i:i + batch_size])
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+            with ctx:
+                logits = model(x)
+            out.append(logits.float().softmax(1))
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, NUM_CLASSES)
+
+
+def evaluate_probs(probs: torch.Tensor, labels: torch.Tensor) -> EvalResult:
+    loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels).item()
+    conf, pred = probs.max(1)
+    wrong = pred != labels
+    return EvalResult(loss=loss, accuracy=(~wrong).float().mean().item(),
+                      wrong_confidence=conf[wrong].mean().item() if wrong.any() else 0.0,
+                      probs=probs.numpy())
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Let SIGTERM stop training the way Ctrl-C does (KeyboardInterrupt), then restore."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _write_history(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    write_text(path, buf.getvalue())
+
+
+def read_history(run_dir: str | Path) -> list[dict]:
+    """``history.csv`` of a run as a list of dicts with numbers."""
+    path = Path(run_dir) / "history.csv"
+    if not path.exists():
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()}
+                for r in csv.DictReader(f)]
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+
+
+def prepare_data(cfg: RunConfig) -> tuple[FaceSet, FaceSet]:
+    faces = load_faces(cfg.data.path, skip_bad_rows=cfg.data.skip_bad_rows)
+    if not faces.has_labels:
+        raise FerlabError(f"{cfg.data.path}: has no labels (a test.csv?); training needs labels")
+    train_set, val_set = make_split(faces, cfg.data.val_split, cfg.train.seed)
+    if cfg.data.limit:
+        train_set = train_set.subset(slice(0, cfg.data.limit))
+    return train_set, val_set
+
+
+def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: bool = False,
+          progress: bool = True, log: Callable[[str], None] = print,
+          data: tuple[FaceSet, FaceSet] | None = None, stop_after: int | None = None) -> Path:
+    """Train ``cfg`` into ``out_dir`` and return the run folder.
+
+    Args:
+        cfg: the run's configuration (ignored when resuming: the run's own is used).
+        out_dir: run folder; must not hold a run unless ``force`` or ``resume``.
+        resume: continue the run in ``out_dir`` from its last checkpoint.
+        force: overwrite a run already in ``out_dir``.
+        progress: show a progress bar.
+        log: where the one line per epoch goes.
+        data: (train, validation) faces, instead of reading ``cfg.data.path``.
+        stop_after: end after this many epochs in this call, as an interruption would (tests).
+
+    Example:
+        >>> cfg = RunConfig(data=DataConfig(path="fer2013.csv"), model=ModelConfig("cnn"))
+        >>> run = train(cfg, "runs/cnn")  # doctest: +SKIP
+    """
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT
+    if resume:
+        if not ckpt_path.exists():
+            raise FerlabError(f"{out}: no {CHECKPOINT} to resume from")
+        cfg = RunConfig.load(out / "config.json")
+    elif out.exists() and any(out.iterdir()) and not force:
+        raise RunExistsError(f"{out}: folder already holds files; use --force to overwrite or "
+                             "--resume to continue")
+    cfg.validate()
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+
+    train_set, val_set = data if data is not None else prepare_data(cfg)
+    x_train = torch.from_numpy(train_set.images).unsqueeze(1)  # uint8, converted per batch
+    y_train = torch.from_numpy(train_set.labels)
+    x_val = torch.from_numpy(val_set.images).unsqueeze(1)
+    y_val = torch.from_numpy(val_set.labels)
+
+    torch.manual_seed(t.seed)
+    model: FERModel = create_model(cfg.model.name, **cfg.model.kwargs)
+    if t.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, t)
+    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
+           if t.ema else None)
+    n_train = len(y_train)
+    samples_per_epoch = n_train * t.epoch_multiplier
+    steps_per_epoch = math.ceil(samples_per_epoch / t.batch_size)
+    total_steps = t.epochs * steps_per_epoch
+    params, bn_stats = count_params(model)
+
+    history: list[dict] = []
+    state = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "plateau_scale": 1.0,
+             "plateau_best": math.inf, "plateau_wait": 0, "seconds": 0.0}
+    if resume:
+        ck = load_checkpoint(ckpt_path)
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
+        state.update(ck["state"])
+        history = read_history(out)[: state["epoch"]]
+        log(f"resuming {out} after epoch {state['epoch']}")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in (ckpt_path, out / MODEL_FILE, out / "history.csv", out / "metrics.json"):
+            stale.unlink(missing_ok=True)
+        write_json(out / "config.json", {
+            "config": cfg.to_dict(), "git_commit": git_commit(), "ferlab_version": __version__,
+            "torch_version": torch.__version__, "train_faces": n_train,
+            "val_faces": len(y_val), "params": params, "bn_statistics": bn_stats,
+        })
+        log(f"{cfg.model.name}: {params:,} parameters; {n_train:,} training / {len(y_val):,} "
+            f"validation faces; {t.epochs} epochs of {steps_per_epoch} steps")
+
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if t.bf16 else nullcontext
+    soft_targets = cfg.augment.mixup > 0
+    eval_model = ema.module if ema is not None else model
+    epochs_this_call = 0
+    with sigterm_as_interrupt():
+        try:
+            for epoch in range(state["epoch"], t.epochs):
+                if stop_after is not None and epochs_this_call >= stop_after:
+                    raise KeyboardInterrupt
+                t0 = time.perf_counter()
+                es = epoch_seed(t.seed, epoch)
+                torch.manual_seed(es)  # dropout, mixup's Beta draw
+                g = torch.Generator().manual_seed(es)
+                order = torch.cat([torch.randperm(n_train, generator=g)
+                                   for _ in range(t.epoch_multiplier)])
+                model.train()
+                loss_sum, correct, seen = 0.0, 0, 0
+                bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{t.epochs}",
+                           disable=None if progress else True, leave=False, unit="step",
+                           dynamic_ncols=True)
+                for step in bar:
+                    idx = order[step * t.batch_size:(step + 1) * t.batch_size]
+                    lr = lr_at(epoch * steps_per_epoch + step, total_steps, t, steps_per_epoch,
+                               state["plateau_scale"])
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    x = augment(to_input(x_train[idx]), cfg.augment, g)
+                    y = y_train[idx]
+                    target = F.one_hot(y, NUM_CLASSES).float() if soft_targets else y
+                    if soft_targets:
+                        x, target = mixup(x, target, cfg.augment.mixup, g)
+                    if t.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with autocast():
+                        logits = model(x)
+                    loss = F.cross_entropy(logits.float(), target,
+                                           label_smoothing=t.label_smoothing)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
+                    loss_sum += loss.item() * len(y)
+                    correct += (logits.argmax(1) == y).sum().item()
+                    seen += len(y)
+                    rate = seen / (time.perf_counter() - t0)
+                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                                    img_s=f"{rate:.0f}", refresh=False)
+                bar.close()
+                val = evaluate_probs(
+                    predict_probs(eval_model, x_val, t.eval_batch_size, t.bf16, t.channels_last),
+                    y_val)
+                seconds = time.perf_counter() - t0
+                row = {"epoch": epoch + 1, "seconds": round(seconds, 2),
+                       "train_loss": loss_sum / seen, "train_acc": correct / seen,
+                       "val_loss": val.loss, "val_acc": val.accuracy, "lr": lr,
+                       "wrong_confidence": val.wrong_confidence}
+                history.append(row)
+                state["epoch"] = epoch + 1
+                state["seconds"] += seconds
+                improved = val.accuracy > state["best_acc"]
+                if improved:
+                    state["best_acc"], state["best_epoch"] = val.accuracy, epoch + 1
+                    save_model(eval_model, out / MODEL_FILE, val_accuracy=val.accuracy,
+                               epoch=epoch + 1, run=str(out.name))
+                if t.schedule == "plateau":
+                    if val.loss < state["plateau_best"] - 1e-4:
+                        state["plateau_best"], state["plateau_wait"] = val.loss, 0
+                    else:
+                        state["plateau_wait"] += 1
+                        if state["plateau_wait"] >= t.plateau_patience:
+                            state["plateau_scale"] *= t.plateau_factor
+                            state["plateau_wait"] = 0
+                _write_history(out / "history.csv", history)
+                ck = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "state": dict(state)}
+                if ema is not None:
+                    ck["ema"] = ema.state_dict()
+                atomic_write(ckpt_path, lambda p, ck=ck: torch.save(ck, p))
+                epochs_this_call += 1
+                log(f"epoch {epoch + 1:3d}/{t.epochs}  {seconds:6.1f}s  "
+                    f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                    f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  lr {lr:.2e}"
+                    f"{'  *' if improved else ''}  ({seen / seconds:.0f} img/s)")
+                if t.early_stopping and epoch + 1 - state["best_epoch"] >= t.early_stopping:
+                    log(f"early stopping: no validation gain in {t.early_stopping} epochs")
+                    state["stopped_early"] = True
+                    break
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(
+                f"interrupted; {state['epoch']} finished epoch(s) saved in {out}; continue with "
+                f"--resume {out}") from None
+
+    metrics = {"model": cfg.model.name, "params": params, "bn_statistics": bn_stats,
+               "best_val_acc": state["best_acc"], "best_epoch": state["best_epoch"],
+               "epochs_run": state["epoch"], "train_seconds": round(state["seconds"], 1),
+               "seconds_per_epoch": round(state["seconds"] / max(1, len(history)), 1),
+               "final_train_acc": history[-1]["train_acc"] if history else None,
+               "stopped_early": bool(state.get("stopped_early", False))}
+    write_json(out / "metrics.json", metrics)
+    return out
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    return RunConfig.load(Path(run_dir) / "config.json")
+
+
+def run_info(run_dir: str | Path) -> dict:
+    """config.json of a run, as written by :func:`train`."""
+    return read_json(Path(run_dir) / "config.json")

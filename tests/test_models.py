@@ -1,0 +1,87 @@
+"""Every registered model: shape, no NaN, parameter counts; saving and loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ferlab.errors import ModelError
+from ferlab.model_io import load_model, save_model
+from ferlab.models import count_params, create_model, list_models, model_stats
+
+SMALL = {"vgg": {"width": 8}, "resnet18": {"width": 8}}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward(name):
+    torch.manual_seed(0)
+    model = create_model(name, **SMALL.get(name, {})).eval()
+    out = model(torch.rand(3, 1, 48, 48))
+    assert out.shape == (3, 7) and torch.isfinite(out).all()
+    for layer in model.conv_layer_names():
+        model.get_submodule(layer)  # names are usable with get_submodule
+    if model.cam_layer:
+        assert isinstance(model.get_submodule(model.cam_layer), torch.nn.Conv2d)
+
+
+def test_seed_report_parameter_counts():
+    # Seed report 000's counts: trainable + BatchNorm statistics.
+    assert count_params(create_model("cnn")) == (4_179_847, 3_968)
+    assert sum(count_params(create_model("cnn"))) == 4_183_815
+    assert count_params(create_model("dnn")) == (4_472_839, 6_144)
+    assert sum(count_params(create_model("dnn"))) == 4_478_983
+
+
+def test_mflops_counts_convs():
+    s = model_stats("cnn-leaky")
+    # conv1 alone: 48*48 outputs * 32 channels * 25 taps * 2 FLOPs
+    assert s.mflops > 2 * 48 * 48 * 32 * 25 / 1e6
+
+
+def test_unknown_model():
+    with pytest.raises(ModelError, match="unknown model 'nope'"):
+        create_model("nope")
+
+
+def test_save_load_same_logits(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("vgg", width=8).eval()
+    x = torch.rand(4, 1, 48, 48)
+    path = save_model(model, tmp_path / "m.safetensors")
+    again = load_model(path)
+    assert again.name == "vgg" and again.kwargs == {"width": 8} and not again.training
+    torch.testing.assert_close(again(x), model(x))
+
+
+def test_pickle_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"x": Payload()}, path)
+    with pytest.raises(ModelError, match="pickled"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_corrupt_and_mismatched_files(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ModelError):
+        load_model(bad)
+    with pytest.raises(ModelError, match="no such model"):
+        load_model(tmp_path / "missing.safetensors")
+    # weights of one model under another's name
+    import json
+
+    from safetensors.torch import save_file
+
+    state = create_model("vgg", width=8).state_dict()
+    meta = {"format": "ferlab-model/1", "name": "cnn", "kwargs": {},
+            "classes": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]}
+    save_file(state, str(tmp_path / "mm.safetensors"), metadata={"ferlab": json.dumps(meta)})
+    with pytest.raises(ModelError, match="do not fit"):
+        load_model(tmp_path / "mm.safetensors")

@@ -1,0 +1,118 @@
+"""Training learns, resumes exactly, writes its run folder; augmentation behaves."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ferlab.augment import augment, mixup
+from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from ferlab.data import make_split
+from ferlab.errors import ConfigError
+from ferlab.model_io import load_model
+from ferlab.train import (
+    RunExistsError,
+    TrainingInterrupted,
+    lr_at,
+    read_history,
+    train,
+)
+
+NO_AUGMENT = AugmentConfig(flip=False, shift=0, rotation=0, zoom=0)
+
+
+def _cfg(epochs=3, model="cnn-leaky", augment=NO_AUGMENT, **train_kw):
+    return RunConfig(
+        data=DataConfig(path="synthetic"), model=ModelConfig(model), augment=augment,
+        train=TrainConfig(epochs=epochs, batch_size=32, lr=2e-3, weight_decay=1e-4, **train_kw))
+
+
+def test_cnn_learns_synthetic_faces(tmp_path, faces):
+    """The seed CNN reaches >= 90% validation accuracy on the mouth-carried classes."""
+    data = make_split(faces, "usage")
+    run = train(_cfg(epochs=6, model="cnn"), tmp_path / "run", data=data, progress=False,
+                log=lambda s: None)
+    hist = read_history(run)
+    assert len(hist) == 6
+    assert max(h["val_acc"] for h in hist) >= 0.9
+    for f in ("config.json", "history.csv", "checkpoint.pt", "model.safetensors",
+              "metrics.json"):
+        assert (run / f).exists()
+    model = load_model(run)
+    x = torch.from_numpy(data[1].images[:64]).unsqueeze(1).float() / 255
+    acc = (model(x).argmax(1).numpy() == data[1].labels[:64]).mean()
+    assert acc >= 0.85
+
+
+@pytest.mark.parametrize("extra", [{}, {"ema": 0.9}])
+def test_resume_gives_the_same_weights(tmp_path, faces, extra):
+    data = make_split(faces.subset(slice(0, 400)), "stratified:0.2")
+    cfg = _cfg(epochs=3, **extra)
+    cfg = RunConfig(cfg.data, cfg.model, AugmentConfig(erase=0.3, mixup=0.4), cfg.train)
+    quiet = {"progress": False, "log": lambda s: None, "data": data}
+    full = train(cfg, tmp_path / "full", **quiet)
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, tmp_path / "part", stop_after=1, **quiet)
+    assert len(read_history(tmp_path / "part")) == 1
+    train(None, tmp_path / "part", resume=True, **quiet)
+    a = load_model(full).state_dict()
+    b = load_model(tmp_path / "part").state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    ha, hb = read_history(full), read_history(tmp_path / "part")
+    assert [h["val_loss"] for h in ha] == [h["val_loss"] for h in hb]
+
+
+def test_existing_run_needs_force(tmp_path, faces):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "x").write_text("keep me")
+    with pytest.raises(RunExistsError):
+        train(_cfg(epochs=1), tmp_path / "run", data=make_split(faces, "usage"),
+              progress=False, log=lambda s: None)
+    assert (tmp_path / "run" / "x").read_text() == "keep me"
+
+
+def test_bad_config_values():
+    for bad in ({"epochs": 0}, {"lr": -1.0}, {"optimizer": "rmsprop"}, {"label_smoothing": 1.5}):
+        with pytest.raises(ConfigError):
+            RunConfig(train=TrainConfig(**bad)).validate()
+
+
+def test_lr_schedules():
+    t = TrainConfig(lr=1.0, schedule="onecycle")
+    lrs = [lr_at(s, 100, t, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(1 / 25) and max(lrs) == pytest.approx(1.0, rel=1e-3)
+    assert lrs[-1] < 0.01
+    t = TrainConfig(lr=1.0, schedule="cosine", warmup_epochs=1)
+    assert lr_at(0, 100, t, 10) == pytest.approx(0.1)
+    assert lr_at(10, 100, t, 10) == pytest.approx(1.0)
+    assert lr_at(55, 100, t, 10) == pytest.approx(0.5, abs=1e-9) or math.isclose(
+        lr_at(55, 100, t, 10), 0.5, abs_tol=0.02)
+    assert lr_at(5, 100, TrainConfig(lr=0.1, schedule="plateau"), 10, 0.25) == pytest.approx(0.025)
+
+
+def test_augment_is_seeded_and_keeps_range():
+    x = torch.rand(16, 1, 48, 48)
+    cfg = AugmentConfig(shear=10, crop=4, erase=0.5)
+    a = augment(x, cfg, torch.Generator().manual_seed(1))
+    b = augment(x, cfg, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert a.min() >= 0 and a.max() <= 1
+    assert not torch.equal(a, x)
+    # flip alone is an exact mirror of some faces
+    f = augment(x, AugmentConfig(flip=True, shift=0, rotation=0, zoom=0),
+                torch.Generator().manual_seed(0))
+    mirrored = [torch.allclose(f[i], x[i].flip(-1), atol=1e-5) for i in range(16)]
+    same = [torch.allclose(f[i], x[i], atol=1e-5) for i in range(16)]
+    assert all(m or s for m, s in zip(mirrored, same, strict=True)) and any(mirrored)
+
+
+def test_mixup_targets_sum_to_one():
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 48, 48)
+    y = torch.nn.functional.one_hot(torch.arange(8) % 7, 7).float()
+    xm, ym = mixup(x, y, 0.4, torch.Generator().manual_seed(0))
+    assert xm.shape == x.shape
+    torch.testing.assert_close(ym.sum(1), torch.ones(8))
