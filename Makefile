@@ -21,7 +21,7 @@ demo: setup
 	$(BIN)/ferlab demo
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -rs
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -25,3 +25,31 @@ def small_faces():
 def fer_csv(tmp_path_factory, faces):
     """A fer2013.csv.gz of the synthetic faces."""
     return write_fer2013_csv(faces, tmp_path_factory.mktemp("data") / "fer2013.csv.gz")
+
+
+@pytest.fixture(scope="session")
+def eval_run(tmp_path_factory, faces):
+    """A cnn-leaky run folder trained on ``faces`` (Training/PublicTest) to high accuracy, for
+    evaluate / ensemble / predict tests. Trained once per session (a few seconds)."""
+    from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+    from ferlab.data import make_split
+    from ferlab.train import train
+
+    cfg = RunConfig(DataConfig(path="synthetic"), ModelConfig("cnn-leaky"),
+                    AugmentConfig(flip=False, shift=0, rotation=0, zoom=0),
+                    TrainConfig(epochs=2, batch_size=32, lr=2e-3, weight_decay=1e-4))
+    run = tmp_path_factory.mktemp("runs") / "cnn-leaky"
+    return train(cfg, run, data=make_split(faces, "usage"), progress=False, log=lambda s: None)
+
+
+# A real face for the face-detection tests: Haar cascades do not fire on the synthetic faces.
+# scikit-image ships the public-domain astronaut photo (Eileen Collins, NASA) inside its wheel.
+ASTRONAUT_FACE = (176, 66, 95, 95)  # x, y, w, h of her face in the 512x512 photo
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    """``(rgb uint8 [512, 512, 3], face box (x, y, w, h))``."""
+    from skimage.data import astronaut as load
+
+    return load(), ASTRONAUT_FACE

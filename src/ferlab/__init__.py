@@ -1,2 +1,49 @@
-"""ferlab: facial expression recognition on FER2013-style faces."""
+"""ferlab: facial expression recognition on FER2013-style faces.
+
+The public API, by name (imported on first use, so that ``ferlab --help`` stays fast)::
+
+    from ferlab import load_faces, create_model, load_model, evaluate_model, Recognizer
+    from ferlab.train import train
+
+Example:
+    >>> import ferlab
+    >>> ferlab.EMOTIONS[3]
+    'happy'
+"""
+
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "EMOTIONS": "constants", "IMAGE_SIZE": "constants", "NUM_CLASSES": "constants",
+    "FerlabError": "errors", "DataError": "errors", "ModelError": "errors",
+    "ConfigError": "errors",
+    "FaceSet": "data", "load_faces": "data", "read_csv": "data", "read_image_folder": "data",
+    "make_split": "data", "select_split": "data",
+    "RunConfig": "config", "DataConfig": "config", "ModelConfig": "config",
+    "AugmentConfig": "config", "TrainConfig": "config",
+    "create_model": "models", "list_models": "models", "register_model": "models",
+    "model_stats": "models",
+    "load_model": "model_io", "save_model": "model_io",
+    "read_history": "train", "predict_probs": "train",  # train(): ferlab.train.train
+    "evaluate_model": "evaluate", "write_evaluation": "evaluate",
+    "Ensemble": "ensemble", "build_ensemble": "ensemble", "train_members": "ensemble",
+    "predict_faces": "predict", "predict_file": "predict",
+    "get_explainer": "explain", "list_methods": "explain",
+    "Recognizer": "recognizer", "detect_faces": "faces",
+    "make_faces": "synthetic",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ferlab' has no attribute {name!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -20,20 +21,25 @@ EXIT_INTERRUPTED = 130
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own errors: one line, status 2, like ours
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"ferlab: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
 def _positive_int(s: str) -> int:
-    v = int(s)
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
     return v
 
 
 def _nonneg_float(s: str) -> float:
-    v = float(s)
-    if not v >= 0:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {s!r}") from None
+    if not 0 <= v < float("inf"):  # also refuses nan and inf
         raise argparse.ArgumentTypeError(f"must be >= 0, got {s}")
     return v
 
@@ -130,6 +136,12 @@ def add_train(sub) -> None:
                    help="auto | usage | last:N | random:F | stratified:F")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training faces")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
+    p.add_argument("--members", type=_positive_int, default=1, metavar="N",
+                   help="train N ensemble members (seeds seed..seed+N-1) into --out, which "
+                        "becomes an ensemble folder; reports accuracy against N")
+    p.add_argument("--member-splits", action="store_true",
+                   help="with --members: each member validates on its own seeded random 10%% "
+                        "of the training rows (seed report 002)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=_positive_int, default=t.epochs)
     g.add_argument("--batch-size", type=_positive_int, default=t.batch_size)
@@ -193,6 +205,14 @@ def cmd_train(args) -> int:
     else:
         if not args.data or not args.out:
             raise FerlabError("train needs --data FILE and --out RUN_DIR (or --resume RUN_DIR)")
+        if args.members > 1 or args.member_splits:
+            from .ensemble import train_members
+
+            out = train_members(config_from_args(args), args.out, args.members,
+                                split_seeds=args.member_splits, force=args.force)
+            print(f"ensemble of {args.members} members in {out}; accuracy by number of members "
+                  f"in {Path(out) / 'members.csv'}")
+            return 0
         run = train(config_from_args(args), args.out, force=args.force)
     metrics = json.loads((Path(run) / "metrics.json").read_text())
     print(f"best validation accuracy {metrics['best_val_acc']:.4f} at epoch "
@@ -205,33 +225,350 @@ def cmd_train(args) -> int:
 
 
 def add_demo(sub) -> None:
-    p = sub.add_parser("demo", help="run ferlab end to end with nothing to download",
-                       description="Run the main job on what ships with ferlab.")
+    p = sub.add_parser("demo", help="the bundled model on a bundled photo, nothing to download",
+                       description="Find the faces in a photo of a real person (the bundled "
+                                   "public-domain astronaut photo unless --photo), classify "
+                                   "them with the bundled model, and write the annotated "
+                                   "photo, faces.json, each face's explanations (saliency, "
+                                   "Grad-CAM, LIME) and an HTML page.")
     p.add_argument("--out", default="demo-output", help="folder for the demo's files")
+    p.add_argument("--model", default="bundled",
+                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+    p.add_argument("--photo", help="another photo to run the demo on")
 
 
 def cmd_demo(args) -> int:
-    # Until the bundled model ships: train a small CNN on synthetic faces, end to end.
-    from .config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
-    from .data import make_split
-    from .plots import sample_grid
-    from .synthetic import make_split_faces
-    from .train import train
+    from .demo import run_demo
 
-    out = Path(args.out)
-    faces = make_split_faces(700, 140, seed=0)
-    print(f"wrote {sample_grid(faces, out / 'faces.png')}")
-    cfg = RunConfig(DataConfig(path="synthetic"), ModelConfig("cnn-leaky"),
-                    AugmentConfig(flip=False, shift=0, rotation=0, zoom=0),
-                    TrainConfig(epochs=3, batch_size=32, lr=2e-3))
-    run = train(cfg, out / "run", force=True, data=make_split(faces, "usage"))
-    print(f"run folder: {run}")
+    r = run_demo(args.out, model=args.model, photo=args.photo)
+    print(f"{r.photo}: {len(r.faces)} face{'s' if len(r.faces) != 1 else ''}")
+    for i, f in enumerate(r.faces):
+        print(f"  face {i}: box x={f.box.x} y={f.box.y} w={f.box.w} h={f.box.h}  "
+              f"{f.label} {f.score:.0%}")
+    for n in r.notes:
+        print(n)
+    print(f"annotated photo: {r.annotated}")
+    print(f"faces (JSON):    {r.json}")
+    if r.explanations:
+        print(f"explanations:    {r.explanations}")
+    print(f"page:            {r.page}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# ferlab video
+
+
+def add_video(sub) -> None:
+    p = sub.add_parser(
+        "video", help="emotions over time in a video file or a camera",
+        description="Find and classify the faces in every Nth frame of a video (or a camera) and "
+                    "write emotions.csv (one row per face per analysed frame), emotions.png "
+                    "(emotions over time of the largest face) and, with --annotate, "
+                    "annotated.mp4. A camera runs until Ctrl-C or --max-frames.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("input", nargs="?", help="video file (anything OpenCV reads: mp4, avi, ...)")
+    src.add_argument("--camera", type=int, metavar="N", help="camera number (0 = first)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
+    p.add_argument("--model", default="bundled",
+                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+    p.add_argument("--every", type=_positive_int, default=1, metavar="N",
+                   help="analyse one frame in N (default 1: every frame)")
+    p.add_argument("--annotate", action="store_true", help="also write annotated.mp4")
+    p.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
+    p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+
+
+def cmd_video(args) -> int:
+    from .video import analyze_video
+
+    source = args.camera if args.camera is not None else args.input
+    r = analyze_video(source, args.out, model=args.model, every=args.every,
+                      annotated_video=args.annotate, max_frames=args.max_frames, tta=args.tta)
+    print(f"{r.frames_read} frames read, {r.frames_analyzed} analysed, "
+          f"{r.frames_with_face} with a face")
+    print(f"wrote {r.csv_path}")
+    for path in (r.plot_path, r.video_path):
+        if path:
+            print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# ferlab evaluate
+
+
+def add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="accuracy, per-class scores, confusion, calibration, mistakes",
+        description="Score a model on labelled faces: prints a per-class table, writes "
+                    "metrics.json and confusion.png, confusion_normalized.png, reliability.png, "
+                    "mistakes.png to --out.")
+    p.add_argument("--model", default="bundled",
+                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+    p.add_argument("--data", required=True,
+                   help="labelled faces: fer2013.csv(.gz), train.csv or image folder")
+    p.add_argument("--split", choices=["PublicTest", "PrivateTest", "Training", "all"],
+                   help="rows to score (default: the file's test rows when it has Usage, "
+                        "else all rows)")
+    p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    p.add_argument("--out", default="evaluation", help="folder for the figures")
+    p.add_argument("--json", help="metrics file (default OUT/metrics.json)")
+    p.add_argument("--mistakes", type=_positive_int, default=6, metavar="N",
+                   help="confidently wrong faces per class in mistakes.png")
+    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
+
+
+def cmd_evaluate(args) -> int:
+    from .data import load_faces, select_split
+    from .evaluate import evaluate_model, format_metrics, model_description, write_evaluation
+    from .model_io import load_model
+
+    model = load_model(args.model)
+    faces = load_faces(args.data, skip_bad_rows=args.skip_bad_rows)
+    split = args.split or ("test" if "Training" in faces.split_names() else "all")
+    faces = select_split(faces, split)
+    shown = "+".join(faces.split_names()) or "all"
+    ev = evaluate_model(model, faces, tta=args.tta, batch_size=args.batch_size,
+                        model_name=f"{model_description(model)} ({args.model})", split=shown)
+    paths = write_evaluation(ev, args.out, json_path=args.json, per_class=args.mistakes)
+    print(f"{ev.metrics['model']} on {faces.source} [{shown}]{' with TTA' if args.tta else ''}: "
+          f"{len(faces):,} faces in {ev.metrics['seconds']:.1f}s")
+    print(format_metrics(ev.metrics))
+    print(f"wrote {paths['metrics']} and {len(paths) - 1} figures in {args.out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# ferlab curves / compare
+
+
+def add_curves(sub) -> None:
+    p = sub.add_parser("curves", help="loss and accuracy per epoch of runs, overlaid",
+                       description="Plot train and validation loss and accuracy per epoch of "
+                                   "one or more run folders into one PNG.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    p.add_argument("--out", default="curves.png", help="PNG to write (default curves.png)")
+
+
+def cmd_curves(args) -> int:
+    from .plots import curves
+
+    print(f"wrote {curves(args.runs, args.out)}")
+    return 0
+
+
+def add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="runs side by side: size, speed, accuracy, overfitting",
+                       description="Table of parameters, seconds per epoch, best validation "
+                                   "accuracy and its epoch, and final train accuracy against "
+                                   "final validation accuracy (the overfitting gap).")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
+    p.add_argument("--json", help="also write the rows to this JSON file")
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare_runs, format_comparison
+    from .io_utils import write_json
+
+    rows = compare_runs(args.runs)
+    print(format_comparison(rows))
+    if args.json:
+        print(f"wrote {write_json(args.json, rows)}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# ferlab ensemble
+
+
+def add_ensemble(sub) -> None:
+    p = sub.add_parser("ensemble", help="combine models into one ensemble model folder",
+                       description="Make an ensemble folder (ensemble.json + member weights) "
+                                   "usable wherever a model is: evaluate, predict, explain.")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run folders, model files or ensemble folders")
+    p.add_argument("--method", choices=["vote", "mean"], default="vote",
+                   help="majority vote (ties: mean probability) or mean probability")
+    p.add_argument("--out", required=True, help="ensemble folder to write")
+
+
+def cmd_ensemble(args) -> int:
+    from .ensemble import build_ensemble, save_ensemble
+
+    ens = build_ensemble(args.runs, args.method)
+    out = save_ensemble(ens, args.out)
+    print(f"{ens.name} in {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# ferlab predict
+
+
+def add_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict", help="predict faces in a file or folder, or faces in photos",
+        description="--input: a course test.csv gives a Kaggle submission (id,label); "
+                    "fer2013.csv rows or an image folder give a CSV of class probabilities and "
+                    "the predicted label per face. --image: photos of people (faces are found "
+                    "first).")
+    p.add_argument("--model", default="bundled",
+                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--input", help="test.csv, fer2013.csv(.gz) or image folder of 48x48 faces")
+    src.add_argument("--image", metavar="PHOTO|FOLDER", help="photo(s) with faces in them")
+    p.add_argument("--out", help="CSV to write (required with --input)")
+    p.add_argument("--json", help="with --image: also write the results as JSON")
+    p.add_argument("--format", choices=["auto", "submission", "probs"], default="auto",
+                   help="auto: submission for test.csv, probabilities otherwise")
+    p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
+
+
+def cmd_predict(args) -> int:
+    if args.image:
+        from .recognizer import predict_photos
+
+        return predict_photos(args.model, args.image, args.out, args.json, tta=args.tta)
+    from .constants import EMOTIONS
+    from .predict import predict_file
+
+    if not args.out:
+        raise FerlabError("predict --input needs --out FILE.csv")
+    res = predict_file(args.model, args.input, args.out, tta=args.tta, fmt=args.format,
+                       batch_size=args.batch_size, skip_bad_rows=args.skip_bad_rows)
+    counts = ", ".join(f"{e} {n:,}" for e, n in zip(EMOTIONS, res.counts, strict=True))
+    kind = "Kaggle submission" if res.format == "submission" else "probabilities"
+    print(f"{len(res.faces):,} faces -> {res.path} ({kind}); predicted: {counts}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# ferlab report
+
+
+def add_report(sub) -> None:
+    p = sub.add_parser(
+        "report", help="one self-contained HTML analysis of one or more runs",
+        description="Write one HTML page (images inlined, opens offline, prints) with the data, "
+                    "the models, the training curves, results, mistakes, explanations, "
+                    "ensembles and augmentation of the given run folders.")
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help="run folders analysed in full (the first is explained; two or more "
+                        "also form an ensemble)")
+    p.add_argument("--compare", nargs="+", default=[], metavar="RUN",
+                   help="run folders shown beside them, e.g. a dnn run")
+    p.add_argument("--data", help="labelled faces (fer2013.csv(.gz), train.csv or image "
+                                  "folder); without it no data/results/explanation sections")
+    p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the page")
+    p.add_argument("--out", default="report.html", help="HTML file to write")
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    path = write_report(args.out, args.runs, compare=args.compare, data=args.data,
+                        lang=args.lang)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# ferlab explain
+
+
+def add_explain(sub) -> None:
+    p = sub.add_parser(
+        "explain", help="saliency, Grad-CAM, LIME, ... maps; filters; feature maps; checks",
+        description="Explain a model's predictions: attribution maps for chosen faces (PNG grids "
+                    "of face, heatmap and overlay, and the raw maps as .npy), filters by "
+                    "gradient ascent, feature maps, the filter -> emotion table. --check scores "
+                    "each map method by deletion/insertion, to compare methods on your model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", required=True, help="run folder, model file or 'bundled'")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", help="faces: fer2013.csv, train.csv, test.csv or image folder")
+    src.add_argument("--image", nargs="+", metavar="PHOTO",
+                     help="photo(s); the largest face in each is detected and cropped")
+    p.add_argument("--method", default="gradcam",
+                   help="comma-separated: saliency, smoothgrad, integrated-gradients, gradcam, "
+                        "hirescam, guided-gradcam, occlusion, lime, all, filters, feature-maps, "
+                        "filter-emotion")
+    p.add_argument("--layer", help="layer name (see --list-layers); default: the model's "
+                                   "Grad-CAM layer (first conv for feature-maps)")
+    p.add_argument("--select", default="random-correct",
+                   help="random-correct | confident-correct | confident-wrong | random | "
+                        "face indices like 12,40,7")
+    p.add_argument("--per-class", type=_positive_int, default=1, help="faces per class")
+    p.add_argument("--split", default="auto",
+                   help="which faces of --data: auto (PublicTest if present, else all), all, "
+                        "Training, PublicTest, PrivateTest")
+    p.add_argument("--seed", type=int, default=0, help="random faces, LIME and SmoothGrad")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--list-layers", action="store_true", help="print the model's layers and exit")
+    p.add_argument("--check", action="store_true",
+                   help="score each map method by deletion/insertion (and a random map)")
+    g = p.add_argument_group("filters (gradient ascent)")
+    g.add_argument("--filters", type=_positive_int, default=16, help="first N filters")
+    g.add_argument("--steps", type=_positive_int, default=128)
+    g.add_argument("--lr", type=float, default=0.05)
+    g.add_argument("--jitter", type=int, default=2, help="pixels (0 = off)")
+    g.add_argument("--blur", type=_nonneg_float, default=0.5, help="sigma (0 = off)")
+    g.add_argument("--l2", type=_nonneg_float, default=1e-3, help="L2 penalty weight")
+    g = p.add_argument_group("LIME")
+    g.add_argument("--lime-samples", type=_positive_int, default=256)
+    g.add_argument("--lime-segments", type=_positive_int, default=40)
+
+
+def cmd_explain(args) -> int:
+    from .explain import list_layers
+    from .explain.command import (
+        EXTRA_METHODS,
+        choose_faces,
+        explain_to_folder,
+        format_check,
+        format_layers,
+        parse_methods,
+    )
+    from .model_io import load_model
+
+    model = load_model(args.model)
+    if args.list_layers:
+        print(format_layers(list_layers(model)))
+        return 0
+    if not args.out:
+        raise FerlabError("explain needs --out DIR (or --list-layers)")
+    methods = parse_methods(args.method)
+    needs_faces = any(m not in ("filters",) for m in methods)
+    sel, faces = (choose_faces(model, args.data, args.image or (), args.select, args.per_class,
+                               args.split, args.seed)
+                  if needs_faces or args.data or args.image else (None, None))
+    if "filter-emotion" in methods and faces is None and args.data:
+        from .data import load_faces
+
+        faces = load_faces(args.data)
+    extra = [m for m in methods if m in EXTRA_METHODS]
+    summary = explain_to_folder(
+        model, args.out, methods, sel, faces, args.layer, check=args.check,
+        filter_options={"filters": args.filters, "steps": args.steps, "lr": args.lr,
+                        "jitter": args.jitter, "blur": args.blur, "l2": args.l2,
+                        "seed": args.seed},
+        method_options={"lime": {"samples": args.lime_samples, "segments": args.lime_segments,
+                                 "seed": args.seed},
+                        "smoothgrad": {"seed": args.seed}})
+    if "check" in summary:
+        print(format_check(summary["check"]))
+    print(f"wrote {args.out}" + (f" ({', '.join(extra)})" if extra else ""))
     return 0
 
 
 # --------------------------------------------------------------------------------------------
 
-COMMANDS = ["data", "models", "train", "demo"]
+COMMANDS = ["data", "models", "train", "demo", "evaluate", "curves", "compare", "ensemble",
+            "predict", "report", "video", "explain"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -248,7 +585,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``ferlab`` command. SIGTERM stops it the way Ctrl-C does: one line, status 130,
+    and ``finally`` blocks run (so no temporary file is left behind)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # while starting up (imports, parsing), before a command runs
+        print("ferlab: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -260,11 +618,28 @@ def main(argv: list[str] | None = None) -> int:
     except FerlabError as e:
         if args.debug:
             raise
-        print(f"ferlab {args.command}: error: {e}", file=sys.stderr)
+        print(f"ferlab {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"ferlab {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as e:  # the machine's refusal (disk full, permission denied): the user can act
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"ferlab {args.command}: error: {where}{e.strerror or _one_line(e)}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # a bug in ferlab: still one line; --debug shows where
+        if args.debug:
+            raise
+        print(f"ferlab {args.command}: internal error (please report it with the --debug "
+              f"traceback): {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 1
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split("\n")).strip()
 
 
 if __name__ == "__main__":

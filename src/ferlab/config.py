@@ -85,7 +85,7 @@ class RunConfig:
         checks = [
             (t.epochs >= 1, f"epochs must be at least 1, got {t.epochs}"),
             (t.batch_size >= 1, f"batch size must be at least 1, got {t.batch_size}"),
-            (t.lr > 0, f"learning rate must be positive, got {t.lr}"),
+            (0 < t.lr < float("inf"), f"learning rate must be positive and finite, got {t.lr}"),
             (t.weight_decay >= 0, f"weight decay must be >= 0, got {t.weight_decay}"),
             (t.optimizer in OPTIMIZERS,
              f"optimizer must be one of {OPTIMIZERS}, got {t.optimizer!r}"),

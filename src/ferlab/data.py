@@ -140,8 +140,7 @@ def _open_binary(path: Path) -> io.BufferedReader:
         raise DataError(f"{path}: is a directory, expected a CSV file")
     try:
         f = open(path, "rb")  # noqa: SIM115  (closed by the caller's with-block)
-        magic = f.read(2)
-        f.seek(0)
+        magic = f.peek(2)[:2]  # peek, not read+seek: pipes (<(zcat ...), FIFOs) cannot seek
     except OSError as e:
         raise DataError(f"{path}: cannot read: {e.strerror or e}") from e
     inner = gzip.GzipFile(fileobj=f) if magic == b"\x1f\x8b" else f
@@ -216,9 +215,9 @@ def _parse_pixel_chunk(fields: list[bytes]) -> tuple[np.ndarray, list[str | None
         warnings.simplefilter("ignore", DeprecationWarning)  # raised on text it cannot parse
         for i, field in enumerate(fields):
             try:
-                values = np.fromstring(field, dtype=np.int32, sep=" ")
+                values = np.fromstring(field, dtype=np.int64, sep=" ")  # int32 wraps 2**32 to 0
             except ValueError:
-                values = np.zeros(0, dtype=np.int32)
+                values = np.zeros(0, dtype=np.int64)
             problem = _pixel_problem(field, values)
             if problem is None:
                 out[i] = values
@@ -315,9 +314,11 @@ def read_csv(path: str | Path, skip_bad_rows: bool = False) -> FaceSet:
         pending.clear()
         pending_lines.clear()
 
+    n_rows = 0
     for line, rec in lines:
         if len(rec) == 1 and not rec[0].strip():
             continue  # blank line
+        n_rows += 1
         if len(rec) < width:
             bad(line, f"expected {width} columns ({','.join(header)}), found {len(rec)}")
             continue
@@ -348,11 +349,11 @@ def read_csv(path: str | Path, skip_bad_rows: bool = False) -> FaceSet:
             flush()
     if pending:
         flush()
-    if not line_nums:
+    if not n_rows:
         raise DataError(f"{path}: no faces in the file (header only)")
     mask = np.asarray(keep, dtype=bool)
-    if not mask.any():
-        raise DataError(f"{path}: every one of its {len(mask)} rows is malformed; first: row "
+    if not mask.any():  # also when every row was skipped before its pixels were parsed
+        raise DataError(f"{path}: every one of its {n_rows} rows is malformed; first: row "
                         f"{skipped[0][0]}: {skipped[0][1]}")
     images = np.concatenate(chunks)[mask].reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
     skipped.sort()

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .errors import DataError
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -46,5 +48,9 @@ def write_json(path: str | Path, obj: Any) -> Path:
 
 
 def read_json(path: str | Path) -> Any:
+    """The JSON value in ``path``; a file that is not UTF-8 JSON raises a DataError naming it."""
     with open(path, encoding="utf-8") as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise DataError(f"{path}: not valid JSON: {e}") from e

@@ -48,7 +48,8 @@ def resolve_model_path(spec: str | Path) -> Path:
     if p.is_dir():
         if (p / MODEL_FILE).exists():
             return p / MODEL_FILE
-        raise ModelError(f"{p}: folder has no {MODEL_FILE} (is it a finished run folder?)")
+        raise ModelError(f"{p}: folder has no {MODEL_FILE} or ensemble.json (is it a run folder "
+                         "that has finished an epoch, or an ensemble?)")
     if not p.exists():
         raise ModelError(f"{p}: no such model file or folder")
     return p
@@ -85,12 +86,20 @@ def read_model_meta(path: Path) -> dict:
 
 
 def load_model(spec: str | Path = BUNDLED) -> FERModel:
-    """Load a model (file, run folder or ``bundled``) in eval mode.
+    """Load a model (file, run folder, ensemble folder or ``bundled``) in eval mode.
+
+    An ensemble folder (one holding ``ensemble.json``) gives a :class:`ferlab.ensemble.Ensemble`,
+    which takes and returns what a single model does.
 
     Example:
         >>> model = load_model("bundled")  # doctest: +SKIP
         >>> model(torch.rand(1, 1, 48, 48)).softmax(1)  # doctest: +SKIP
     """
+    if str(spec) != BUNDLED and Path(spec).is_dir():
+        from .ensemble import is_ensemble_dir, load_ensemble  # ensemble imports this module
+
+        if is_ensemble_dir(spec):
+            return load_ensemble(spec)
     path = resolve_model_path(spec)
     meta = read_model_meta(path)
     model = create_model(meta["name"], **meta.get("kwargs", {}))

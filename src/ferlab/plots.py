@@ -41,3 +41,158 @@ def sample_grid(faces, path: str | Path, per_class: int = 8, seed: int = 0) -> P
         axes[c, 0].set_title(f"{EMOTIONS[c]} ({len(idx):,})", fontsize=8, loc="left")
     fig.suptitle(f"sample faces per class: {Path(faces.source).name}", fontsize=10)
     return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation figures (ferlab evaluate, ferlab curves)
+
+
+def confusion_matrix(cm, path: str | Path, normalize: bool = False, title: str = "") -> Path:
+    """A 7x7 confusion matrix (rows = true class, columns = predicted) as a heatmap.
+
+    Args:
+        cm: counts ``[7, 7]``.
+        normalize: divide each row by its total, so the diagonal shows each class's recall.
+
+    Example:
+        >>> confusion_matrix(metrics["confusion"], "confusion.png")  # doctest: +SKIP
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    totals = cm.sum(1, keepdims=True)
+    shown = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0) if normalize else cm
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    im = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else max(shown.max(), 1))
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
+                 label="fraction of the true class" if normalize else "faces")
+    ticks = range(NUM_CLASSES)
+    ax.set_xticks(ticks, [f"{i} {e}" for i, e in enumerate(EMOTIONS)], rotation=45, ha="right")
+    ax.set_yticks(ticks, [f"{i} {e} ({int(t):,})" for i, (e, t) in
+                          enumerate(zip(EMOTIONS, totals[:, 0], strict=True))])
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class (faces)")
+    threshold = (1 if normalize else shown.max()) / 2
+    for i in range(NUM_CLASSES):
+        for j in range(NUM_CLASSES):
+            v = shown[i, j]
+            text = f"{v:.2f}" if normalize else f"{int(v):,}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if v > threshold else "black")
+    ax.set_title(title or ("confusion matrix, row-normalised" if normalize
+                           else "confusion matrix"), fontsize=10)
+    return save_figure(fig, path)
+
+
+def reliability_diagram(bins: dict, path: str | Path, title: str = "") -> Path:
+    """Accuracy against confidence per bin (from ``evaluate.reliability_bins``), with the
+    number of faces per bin below. Bars under the diagonal mean over-confidence."""
+    edges = np.asarray(bins["edges"])
+    count = np.asarray(bins["count"])
+    acc = np.nan_to_num(np.asarray(bins["accuracy"], dtype=np.float64))
+    conf = np.asarray(bins["confidence"], dtype=np.float64)
+    width = np.diff(edges)
+    fig, (ax, axc) = plt.subplots(2, 1, figsize=(5.2, 6.2), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1]})
+    full = count > 0
+    ax.bar(edges[:-1][full], acc[full], width=width[full], align="edge", color="tab:blue",
+           edgecolor="white", label="accuracy")
+    gap_lo = np.minimum(acc, conf)[full]
+    ax.bar(edges[:-1][full], np.abs(conf - acc)[full], bottom=gap_lo, width=width[full],
+           align="edge", color="tab:red", alpha=0.3, edgecolor="tab:red", hatch="//",
+           label="gap to mean confidence")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title or "reliability diagram", fontsize=10)
+    axc.bar(edges[:-1], count, width=width, align="edge", color="grey", edgecolor="white")
+    axc.set_xlabel("confidence (probability of the predicted class)")
+    axc.set_ylabel("faces")
+    return save_figure(fig, path)
+
+
+def mistakes_gallery(images, labels, probs, mistakes: dict, path: str | Path,
+                     title: str = "") -> Path:
+    """One row per true class: its most confidently wrong faces, each titled with the
+    predicted class and its probability.
+
+    Args:
+        images: ``uint8 [N, 48, 48]``; labels ``[N]``; probs ``[N, 7]``.
+        mistakes: true class -> positions, most confident first (``evaluate.confident_mistakes``).
+    """
+    per_class = max([len(v) for v in mistakes.values()] + [1])
+    fig, axes = plt.subplots(NUM_CLASSES, per_class,
+                             figsize=(1.25 * per_class + 1.1, 1.45 * NUM_CLASSES), squeeze=False)
+    for c in range(NUM_CLASSES):
+        idx = list(mistakes.get(c, []))
+        for j in range(per_class):
+            ax = axes[c, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for s in ax.spines.values():
+                s.set_visible(False)
+            if j < len(idx):
+                k = idx[j]
+                p = int(np.argmax(probs[k]))
+                ax.imshow(images[k], cmap="gray", vmin=0, vmax=255)
+                ax.set_title(f"{EMOTIONS[p]} {probs[k][p]:.2f}", fontsize=7, color="tab:red",
+                             pad=2)
+        axes[c, 0].set_ylabel(f"true\n{EMOTIONS[c]}", fontsize=8, rotation=0, ha="right",
+                              va="center", labelpad=4)
+        if not idx:
+            axes[c, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=7,
+                            transform=axes[c, 0].transAxes)
+    fig.suptitle((title or "most confident mistakes") + "\n(above each face: predicted class "
+                 "and its probability)", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def curves(runs, path: str | Path, labels=None) -> Path:
+    """Train (solid) and validation (dashed) loss and accuracy per epoch, runs overlaid.
+
+    Args:
+        runs: run folders (their ``history.csv`` is read), or history lists as returned by
+            ``train.read_history``.
+        labels: legend name per run (default: the folder names).
+
+    Example:
+        >>> curves(["runs/cnn", "runs/dnn"], "curves.png")  # doctest: +SKIP
+    """
+    from .errors import DataError
+    from .train import read_history
+
+    hists, names = [], []
+    for i, r in enumerate(runs):
+        if isinstance(r, (str, Path)):
+            h = read_history(r)
+            if not h:
+                raise DataError(f"{r}: no history.csv with a finished epoch (is it a run folder?)")
+            names.append(Path(r).name or str(r))
+        else:
+            h = list(r)
+            names.append(f"run {i + 1}")
+        hists.append(h)
+    if labels is not None:
+        names = list(labels)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (h, name) in enumerate(zip(hists, names, strict=True)):
+        col = colors[i % len(colors)]
+        ep = [r["epoch"] for r in h]
+        style = {"color": col, "marker": "." if len(h) <= 30 else None}  # a 1-epoch run shows
+        ax_loss.plot(ep, [r["train_loss"] for r in h], "-", label=f"{name} train", **style)
+        ax_loss.plot(ep, [r["val_loss"] for r in h], "--", label=f"{name} val", **style)
+        ax_acc.plot(ep, [r["train_acc"] for r in h], "-", label=f"{name} train", **style)
+        ax_acc.plot(ep, [r["val_acc"] for r in h], "--", label=f"{name} val", **style)
+        best = max(h, key=lambda r: r["val_acc"])
+        ax_acc.plot([best["epoch"]], [best["val_acc"]], "o", color=col, ms=5)
+    for ax, what in ((ax_loss, "loss (cross-entropy)"), (ax_acc, "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax_acc.legend(fontsize=8, loc="best")
+    ax_loss.set_title("loss: solid = train, dashed = validation", fontsize=10)
+    ax_acc.set_title("accuracy (dot = best validation epoch)", fontsize=10)
+    return save_figure(fig, path)

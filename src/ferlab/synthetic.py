@@ -18,6 +18,7 @@ from PIL import Image
 
 from .constants import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
 from .data import FaceSet
+from .io_utils import atomic_write, write_bytes
 
 # (row0, row1, col0, col1) of the region holding every mouth, shifts included.
 MOUTH_BOX = (29, 43, 12, 36)
@@ -112,7 +113,7 @@ def _pixels(img: np.ndarray) -> str:
 
 def _write_text(path: Path, text: str) -> Path:
     data = text.encode("utf-8")
-    path.write_bytes(gzip.compress(data) if path.suffix == ".gz" else data)
+    write_bytes(path, gzip.compress(data) if path.suffix == ".gz" else data)
     return path
 
 
@@ -143,8 +144,9 @@ def write_image_folder(faces: FaceSet, root: str | Path, split: str = "train",
                        suffix: str = ".png") -> Path:
     """``root/<split>/<emotion>/<i>.png`` (or no split level when ``split`` is empty)."""
     root = Path(root)
+    fmt = Image.registered_extensions()[suffix.lower()]  # the temporary name has no suffix
     for i, (img, lab) in enumerate(zip(faces.images, faces.labels, strict=True)):
         d = root / split / EMOTIONS[lab] if split else root / EMOTIONS[lab]
         d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(d / f"{i:05d}{suffix}")
+        atomic_write(d / f"{i:05d}{suffix}", lambda p, img=img: Image.fromarray(img).save(p, fmt))
     return root

@@ -15,6 +15,7 @@ uninterrupted run draws, and ends with the same weights.
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import math
@@ -29,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from . import __version__
@@ -37,7 +37,7 @@ from .augment import augment, mixup
 from .config import RunConfig, TrainConfig
 from .constants import NUM_CLASSES
 from .data import FaceSet, load_faces, make_split
-from .errors import FerlabError
+from .errors import DataError, FerlabError, ModelError
 from .io_utils import atomic_write, read_json, write_json, write_text
 from .model_io import MODEL_FILE, load_checkpoint, save_model
 from .models import FERModel, count_params, create_model
@@ -117,6 +117,35 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimi
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.momentum, 0.999))
 
 
+class WeightEMA(torch.nn.Module):
+    """Exponential moving average of a model's weights and BatchNorm statistics.
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates. With a fixed
+    0.999 the average of the BatchNorm running variance needed thousands of steps to forget its
+    initial 1.0, and the averaged model predicted one class for the first epochs of a FER2013
+    run. State-dict keys (``module.*``, ``n_averaged``) match torch's ``AveragedModel``.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        super().__init__()
+        self.module = copy.deepcopy(model)
+        self.module.requires_grad_(False)
+        self.decay = decay
+        self.register_buffer("n_averaged", torch.tensor(0, dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        n = int(self.n_averaged)
+        decay = min(self.decay, (1 + n) / (10 + n))
+        for avg, cur in zip(self.module.state_dict().values(), model.state_dict().values(),
+                            strict=True):
+            if avg.dtype.is_floating_point:
+                avg.lerp_(cur, 1 - decay)
+            else:
+                avg.copy_(cur)  # e.g. BatchNorm's num_batches_tracked
+        self.n_averaged += 1
+
+
 @dataclass
 class EvalResult:
     loss: float
@@ -158,21 +187,53 @@ def evaluate_probs(probs: torch.Tensor, labels: torch.Tensor) -> EvalResult:
                       probs=probs.numpy())
 
 
-@contextmanager
-def sigterm_as_interrupt():
-    """Let SIGTERM stop training the way Ctrl-C does (KeyboardInterrupt), then restore."""
-    def handler(signum, frame):
+class _Stopper:
+    """Turns SIGINT/SIGTERM into KeyboardInterrupt, but holds them while :meth:`holding`:
+    the end-of-epoch files (history, best model, checkpoint) are then all written before the
+    run stops, so they always agree with each other."""
+
+    def __init__(self) -> None:
+        self.hold, self.pending = False, False
+
+    def handler(self, signum, frame) -> None:
+        if self.hold:
+            self.pending = True
+            return
         raise KeyboardInterrupt
 
+    @contextmanager
+    def holding(self):
+        self.hold = True
+        try:
+            yield
+        finally:
+            self.hold = False
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Let SIGTERM stop training the way Ctrl-C does (KeyboardInterrupt), then restore.
+
+    Yields a :class:`_Stopper` whose ``holding()`` defers both signals over a critical section.
+    SIGINT is only taken over when Python's own Ctrl-C handler is in place (not when ignored).
+    """
+    stopper = _Stopper()
+    signums = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signums.append(signal.SIGINT)
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {s: signal.signal(s, stopper.handler) for s in signums}
     except ValueError:  # not the main thread: leave signals alone
-        yield
+        yield stopper
         return
     try:
-        yield
+        yield stopper
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def _write_history(path: Path, rows: list[dict]) -> None:
@@ -189,9 +250,13 @@ def read_history(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "history.csv"
     if not path.exists():
         return []
-    with open(path, encoding="utf-8") as f:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()}
-                for r in csv.DictReader(f)]
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()}
+                    for r in csv.DictReader(f)]
+    except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as e:
+        raise DataError(f"{path}: malformed history (expected numbers under "
+                        f"{','.join(HISTORY_COLUMNS)}): {e}") from e
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,6 +294,8 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
     """
     out = Path(out_dir)
     ckpt_path = out / CHECKPOINT
+    if out.exists() and not out.is_dir():
+        raise FerlabError(f"{out}: exists and is not a folder; give a folder for the run")
     if resume:
         if not ckpt_path.exists():
             raise FerlabError(f"{out}: no {CHECKPOINT} to resume from")
@@ -252,8 +319,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, t)
-    ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
-           if t.ema else None)
+    ema = WeightEMA(model, t.ema) if t.ema else None
     n_train = len(y_train)
     samples_per_epoch = n_train * t.epoch_multiplier
     steps_per_epoch = math.ceil(samples_per_epoch / t.batch_size)
@@ -264,13 +330,21 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
     state = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "plateau_scale": 1.0,
              "plateau_best": math.inf, "plateau_wait": 0, "seconds": 0.0}
     if resume:
+        for tmp in out.glob(".*.tmp"):  # temporaries of a write cut short by kill -9
+            tmp.unlink(missing_ok=True)
         ck = load_checkpoint(ckpt_path)
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        if ema is not None:
-            ema.load_state_dict(ck["ema"])
-        state.update(ck["state"])
-        history = read_history(out)[: state["epoch"]]
+        try:
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            if ema is not None:
+                ema.load_state_dict(ck["ema"])
+            state.update(ck["state"])
+            history = read_history(out)[: state["epoch"]]
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            first = (str(e).splitlines() or [""])[0]
+            raise ModelError(f"{ckpt_path}: checkpoint does not fit this run's "
+                             f"{cfg.model.name!r} model and config: {type(e).__name__} "
+                             f"{first}") from e
         log(f"resuming {out} after epoch {state['epoch']}")
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -288,7 +362,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
     soft_targets = cfg.augment.mixup > 0
     eval_model = ema.module if ema is not None else model
     epochs_this_call = 0
-    with sigterm_as_interrupt():
+    with sigterm_as_interrupt() as stopper:
         try:
             for epoch in range(state["epoch"], t.epochs):
                 if stop_after is not None and epochs_this_call >= stop_after:
@@ -325,7 +399,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                     loss.backward()
                     optimizer.step()
                     if ema is not None:
-                        ema.update_parameters(model)
+                        ema.update(model)
                     loss_sum += loss.item() * len(y)
                     correct += (logits.argmax(1) == y).sum().item()
                     seen += len(y)
@@ -341,33 +415,35 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                        "train_loss": loss_sum / seen, "train_acc": correct / seen,
                        "val_loss": val.loss, "val_acc": val.accuracy, "lr": lr,
                        "wrong_confidence": val.wrong_confidence}
-                history.append(row)
-                state["epoch"] = epoch + 1
-                state["seconds"] += seconds
-                improved = val.accuracy > state["best_acc"]
-                if improved:
-                    state["best_acc"], state["best_epoch"] = val.accuracy, epoch + 1
-                    save_model(eval_model, out / MODEL_FILE, val_accuracy=val.accuracy,
-                               epoch=epoch + 1, run=str(out.name))
-                if t.schedule == "plateau":
-                    if val.loss < state["plateau_best"] - 1e-4:
-                        state["plateau_best"], state["plateau_wait"] = val.loss, 0
-                    else:
-                        state["plateau_wait"] += 1
-                        if state["plateau_wait"] >= t.plateau_patience:
-                            state["plateau_scale"] *= t.plateau_factor
-                            state["plateau_wait"] = 0
-                _write_history(out / "history.csv", history)
-                ck = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "state": dict(state)}
-                if ema is not None:
-                    ck["ema"] = ema.state_dict()
-                atomic_write(ckpt_path, lambda p, ck=ck: torch.save(ck, p))
-                epochs_this_call += 1
-                log(f"epoch {epoch + 1:3d}/{t.epochs}  {seconds:6.1f}s  "
-                    f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-                    f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  lr {lr:.2e}"
-                    f"{'  *' if improved else ''}  ({seen / seconds:.0f} img/s)")
+                # Signals wait until this epoch's files are all written (and logged).
+                with stopper.holding():
+                    history.append(row)
+                    state["epoch"] = epoch + 1
+                    state["seconds"] += seconds
+                    improved = val.accuracy > state["best_acc"]
+                    if improved:
+                        state["best_acc"], state["best_epoch"] = val.accuracy, epoch + 1
+                        save_model(eval_model, out / MODEL_FILE, val_accuracy=val.accuracy,
+                                   epoch=epoch + 1, run=str(out.name))
+                    if t.schedule == "plateau":
+                        if val.loss < state["plateau_best"] - 1e-4:
+                            state["plateau_best"], state["plateau_wait"] = val.loss, 0
+                        else:
+                            state["plateau_wait"] += 1
+                            if state["plateau_wait"] >= t.plateau_patience:
+                                state["plateau_scale"] *= t.plateau_factor
+                                state["plateau_wait"] = 0
+                    _write_history(out / "history.csv", history)
+                    ck = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                          "state": dict(state)}
+                    if ema is not None:
+                        ck["ema"] = ema.state_dict()
+                    atomic_write(ckpt_path, lambda p, ck=ck: torch.save(ck, p))
+                    epochs_this_call += 1
+                    log(f"epoch {epoch + 1:3d}/{t.epochs}  {seconds:6.1f}s  "
+                        f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                        f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  lr {lr:.2e}"
+                        f"{'  *' if improved else ''}  ({seen / seconds:.0f} img/s)")
                 if t.early_stopping and epoch + 1 - state["best_epoch"] >= t.early_stopping:
                     log(f"early stopping: no validation gain in {t.early_stopping} epochs")
                     state["stopped_early"] = True

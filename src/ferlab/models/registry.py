@@ -81,6 +81,8 @@ def create_model(name: str, **kwargs) -> FERModel:
         model = _REGISTRY[name](**kwargs)
     except TypeError as e:
         raise ModelError(f"model {name!r} does not take these arguments {kwargs}: {e}") from e
+    except (ValueError, RuntimeError) as e:  # a factory refusing a value, e.g. width=0
+        raise ModelError(f"model {name!r} cannot be built with {kwargs}: {e}") from e
     model.name = name
     model.kwargs = dict(kwargs)
     return model

@@ -1,0 +1,126 @@
+"""`make bench`: what this machine does with ferlab, measured, printed as tables.
+
+1. The CPU's own figures: a 2048x2048 matrix product in float32 and bfloat16 (GFLOP/s).
+2. For every registered model: training images/second (bf16 autocast, channels_last, batch 128,
+   AdamW step included) and inference images/second (batch 256, float32 and bf16), and the
+   training GFLOP/s that implies (3 x forward FLOPs per image), to compare with (1).
+3. Reading the data file: seconds and faces (when --data exists).
+4. Other benchmark scripts beside this one (faces, memory) when they exist.
+
+Run alone on an idle machine: the figures are wall-clock rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ferlab.models import count_params, create_model, forward_mflops, list_models
+
+HERE = Path(__file__).parent
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def train_rate(name: str, steps: int, batch: int = 128) -> float:
+    torch.manual_seed(0)
+    model = create_model(name).to(memory_format=torch.channels_last).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.rand(batch, 1, 48, 48).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 7, (batch,))
+    for i in range(steps + 2):  # two warm-up steps
+        if i == 2:
+            t = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        loss = F.cross_entropy(out.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return steps * batch / (time.perf_counter() - t)
+
+
+@torch.no_grad()
+def infer_rate(name: str, bf16: bool, steps: int, batch: int = 256) -> float:
+    model = create_model(name).to(memory_format=torch.channels_last).eval()
+    x = torch.rand(batch, 1, 48, 48).contiguous(memory_format=torch.channels_last)
+    for i in range(steps + 1):
+        if i == 1:
+            t = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            model(x)
+    return steps * batch / (time.perf_counter() - t)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="../shared/data/fer2013.csv.gz")
+    ap.add_argument("--models", nargs="*", default=None, help="default: every registered model")
+    ap.add_argument("--steps", type=int, default=4, help="timed steps per measurement")
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+    results: dict = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    results["matmul_gflops"] = {"float32": matmul_gflops(torch.float32),
+                                "bfloat16": matmul_gflops(torch.bfloat16)}
+    print("2048x2048 matmul: {float32:.0f} GFLOP/s float32, {bfloat16:.0f} GFLOP/s bf16".format(
+        **results["matmul_gflops"]))
+
+    print(f"\n{'model':<11}{'params':>12}{'MFLOPs':>9}{'train img/s':>13}{'train GFLOP/s':>15}"
+          f"{'infer fp32':>12}{'infer bf16':>12}")
+    results["models"] = {}
+    for name in args.models or list_models():
+        model = create_model(name)
+        params, _ = count_params(model)
+        mflops = forward_mflops(model)
+        steps = max(2, args.steps if mflops < 1000 else args.steps // 2)
+        tr = train_rate(name, steps)
+        fp32 = infer_rate(name, False, steps)
+        bf16 = infer_rate(name, True, steps)
+        gflops = tr * 3 * mflops / 1e3  # backward ~ 2x forward
+        results["models"][name] = {"params": params, "mflops": mflops, "train_img_s": tr,
+                                   "train_gflops": gflops, "infer_fp32_img_s": fp32,
+                                   "infer_bf16_img_s": bf16}
+        print(f"{name:<11}{params:>12,}{mflops:>9.1f}{tr:>13.0f}{gflops:>15.0f}{fp32:>12.0f}"
+              f"{bf16:>12.0f}", flush=True)
+
+    if Path(args.data).exists():
+        from ferlab.data import load_faces
+
+        t = time.perf_counter()
+        faces = load_faces(args.data)
+        results["load_seconds"] = time.perf_counter() - t
+        print(f"\nread {args.data}: {len(faces):,} faces in {results['load_seconds']:.1f} s "
+              f"({faces.images.nbytes / 1e6:.0f} MB as uint8)")
+    else:
+        print(f"\n{args.data} not found: data-reading figures skipped")
+
+    for script in ("bench_faces.py", "bench_memory.py"):
+        path = HERE / script
+        if path.exists():
+            print(f"\n== {script}", flush=True)
+            extra = ["--data", args.data] if script == "bench_memory.py" else []
+            subprocess.run([sys.executable, str(path), *extra], check=False)
+
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Speed of faces in photos: detect + crop + classify, per photo; the classifier alone.
+
+Prints milliseconds per photo end to end (from the decoded photo, and from the JPEG file) on
+public-domain photos that ship inside installed packages, and classifier images/second at batch
+1 and 64, beside the `fer` package's figures measured on this machine type. Optional:
+``--framing DATA`` measures where the Haar box falls inside FER2013 faces (the crop margin).
+
+    python benchmarks/bench_faces.py [--model bundled] [--repeat 20] [--framing fer2013.csv.gz]
+
+Run on an idle machine: the figures are wall-clock times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ferlab.errors import FerlabError
+from ferlab.faces import crop_faces, load_photo
+from ferlab.recognizer import Recognizer
+
+FER_PACKAGE = {"end_to_end_ms": 26.0, "classifier_img_s": 2443.0}  # fer, measured on this machine
+TARGET_MS = 15.0
+
+
+def photos() -> dict[str, np.ndarray]:
+    """RGB photos: two portraits, a picture without a face, and a 1280x720 scene with two."""
+    import matplotlib
+    from skimage import data
+
+    astro = data.astronaut()
+    hopper = np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" /
+                                   "grace_hopper.jpg").convert("RGB"))
+    scene = np.full((720, 1280, 3), (110, 120, 135), np.uint8)
+    scene[100:612, 80:592] = astro
+    scene[150:720, 700:1212] = hopper[:570]
+    return {"astronaut 512x512": astro, "hopper 512x600": hopper,
+            "coffee (no face) 600x400": data.coffee(), "scene 1280x720": scene}
+
+
+def timed(fn, repeat: int) -> float:
+    """Median milliseconds of ``fn()`` over ``repeat`` calls after one warm-up."""
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts) * 1e3
+
+
+def load_model_or_stand_in(spec: str) -> tuple[torch.nn.Module | str, str]:
+    from ferlab.model_io import load_model
+
+    try:
+        return load_model(spec), spec
+    except FerlabError as e:
+        from ferlab.models import create_model
+
+        print(f"note: {e}; timing an untrained vgg (width 32) instead, the same cost")
+        return create_model("vgg", width=32).eval(), "vgg width 32 (untrained stand-in)"
+
+
+def bench_photos(rec: Recognizer, repeat: int, profile_rec: Recognizer | None) -> None:
+    print(f"{'photo':<26}{'faces':>6}{'detect ms':>11}{'crop ms':>9}{'classify':>10}"
+          f"{'total ms':>10}{'from JPEG':>11}" + (f"{'+profile':>10}" if profile_rec else ""))
+    totals = []
+    for name, rgb in photos().items():
+        photo = load_photo(rgb)
+        boxes = rec.find_faces(photo)
+        crops = crop_faces(photo.gray, boxes)
+        det = timed(lambda p=photo: rec.find_faces(p), repeat)
+        crop = timed(lambda p=photo, b=boxes: crop_faces(p.gray, b), repeat)
+        cls = timed(lambda c=crops: rec.classify(c), repeat) if len(crops) else 0.0
+        total = timed(lambda r=rgb: rec.detect_emotions(r), repeat)
+        buf = io.BytesIO()
+        Image.fromarray(rgb).save(buf, "JPEG", quality=90)
+        jpeg = buf.getvalue()
+        from_file = timed(lambda j=jpeg: rec.detect_emotions(j), repeat)
+        prof = (f"{timed(lambda r=rgb: profile_rec.detect_emotions(r), repeat):>10.1f}"
+                if profile_rec else "")
+        totals.append(total)
+        print(f"{name:<26}{len(boxes):>6}{det:>11.1f}{crop:>9.2f}{cls:>10.1f}{total:>10.1f}"
+              f"{from_file:>11.1f}" + prof, flush=True)
+    print(f"median end to end {statistics.median(totals):.1f} ms per photo (target <= "
+          f"{TARGET_MS:.0f} ms; fer package {FER_PACKAGE['end_to_end_ms']:.0f} ms)")
+
+
+def bench_classifier(rec: Recognizer, repeat: int) -> None:
+    rng = np.random.default_rng(0)
+    print(f"\n{'classifier':<26}{'images/s':>10}")
+    for batch in (1, 64):
+        x = rng.integers(0, 256, (batch, 48, 48), dtype=np.uint8)
+        ms = timed(lambda x=x: rec.classify(x), repeat)
+        print(f"{f'batch {batch}':<26}{batch / ms * 1e3:>10,.0f}", flush=True)
+    print(f"{'fer package (its own)':<26}{FER_PACKAGE['classifier_img_s']:>10,.0f}")
+
+
+def framing(data: str, n: int = 2000) -> None:
+    """Side of the Haar box found in FER2013 faces over the 48-pixel frame, and its centre."""
+    import cv2
+
+    from ferlab.data import load_faces
+
+    faces = load_faces(data)
+    step = max(1, len(faces) // n)
+    images = faces.images[::step][:n]
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_alt2.xml")
+    rel, cx, cy = [], [], []
+    s, pad = 4, 48  # enlarge 4x and pad so the 24-px Haar window can frame the whole face
+    for g in images:
+        big = cv2.copyMakeBorder(cv2.resize(g, (48 * s, 48 * s), interpolation=cv2.INTER_CUBIC),
+                                 pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        found = cascade.detectMultiScale(big, 1.05, 3, minSize=(80, 80))
+        if len(found) == 0:
+            continue
+        x, y, w, h = max(found, key=lambda b: b[2] * b[3])
+        rel.append(w / (48 * s))
+        cx.append((x - pad + w / 2) / (48 * s))
+        cy.append((y - pad + h / 2) / (48 * s))
+    q = np.percentile(rel, [25, 50, 75])
+    print(f"\nFER2013 framing ({data}): Haar found a face in {len(rel)} of {len(images)}; box side "
+          f"/ frame side: median {q[1]:.3f} (quartiles {q[0]:.3f}-{q[2]:.3f}); centre at "
+          f"({np.median(cx):.3f}, {np.median(cy):.3f}) of the frame -> crop scale "
+          f"{1 / q[1]:.3f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="bundled", help="model to time (default bundled)")
+    ap.add_argument("--repeat", type=int, default=20, help="timed calls per figure")
+    ap.add_argument("--profile", action="store_true", help="also time with the profile cascade")
+    ap.add_argument("--framing", metavar="DATA", help="fer2013.csv(.gz): measure the crop margin")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, label = load_model_or_stand_in(args.model)
+    print(f"model: {label}; torch threads {torch.get_num_threads()}; cpus {os.cpu_count()}")
+    rec = Recognizer(model)
+    profile_rec = Recognizer(model, profile=True) if args.profile else None
+    bench_photos(rec, args.repeat, profile_rec)
+    bench_classifier(rec, max(args.repeat, 50))
+    if args.framing:
+        framing(args.framing)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""What ``ferlab explain`` does, as library functions the CLI calls (``cmd_explain`` stays thin).
+
+:func:`explain_to_folder` writes, for each method asked for, PNG grids and the raw maps
+(``.npy``) into one folder, plus ``faces.json`` (which faces, true and predicted labels) and,
+with ``check=True``, ``check.json`` / ``check.png`` (deletion/insertion per method).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..constants import EMOTIONS, IMAGE_SIZE
+from ..errors import ConfigError, DataError
+from ..io_utils import atomic_write, write_json
+from .base import get_explainer, list_methods
+from .select import Selection, parse_policy, select_faces, select_images
+
+# Methods of the CLI beyond the attribution maps.
+EXTRA_METHODS = ("filters", "feature-maps", "filter-emotion")
+NEEDS_FACES = ("feature-maps",)
+
+
+def all_method_names() -> list[str]:
+    return [*list_methods(), *EXTRA_METHODS]
+
+
+def parse_methods(text: str) -> list[str]:
+    """``"saliency,gradcam"`` -> list; ``"all"`` -> every attribution method."""
+    names = [s.strip().lower() for s in text.split(",") if s.strip()]
+    out: list[str] = []
+    for n in names:
+        if n == "all":
+            out.extend(m for m in list_methods() if m not in out)
+        elif n in all_method_names():
+            if n not in out:
+                out.append(n)
+        else:
+            raise ConfigError(f"unknown method {n!r}; choose from: {', '.join(all_method_names())}"
+                              " or all")
+    if not out:
+        raise ConfigError("no method given")
+    return out
+
+
+def save_npy(path: str | Path, array: np.ndarray) -> Path:
+    """Write ``array`` as ``.npy`` atomically."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array))
+    return atomic_write(path, lambda p: p.write_bytes(buf.getvalue()))
+
+
+def crop_photo(path: str | Path) -> np.ndarray:
+    """The largest face of a photo, cropped like FER2013 (``ferlab.faces``), uint8 48x48.
+
+    A small, nearly square picture (at most 96 px a side) is taken whole as an already cropped
+    face, as ``ferlab predict`` does.
+
+    Raises:
+        DataError: no face found in the photo.
+    """
+    from ..faces import Box, crop_face, detect_faces, load_photo
+
+    photo = load_photo(path)
+    h, w = photo.gray.shape
+    if max(h, w) <= 2 * IMAGE_SIZE and max(h, w) <= 1.25 * min(h, w):
+        side = min(h, w)
+        return crop_face(photo.gray, Box((w - side) // 2, (h - side) // 2, side, side, "whole"))
+    boxes = detect_faces(photo.gray)
+    if not boxes:
+        raise DataError(f"{path}: no face found in the photo (try a frontal, well-lit face, or "
+                        "crop it yourself)")
+    return crop_face(photo.gray, boxes[0])
+
+
+def choose_faces(model: torch.nn.Module, data: str | Path | None = None,
+                 images: Sequence[str | Path] = (), select: str = "random-correct",
+                 per_class: int = 1, split: str = "auto", seed: int = 0):
+    """The faces to explain and the FaceSet they came from (``None`` for photos)."""
+    if images:
+        return select_images(model, images, crop=crop_photo), None
+    if data is None:
+        raise ConfigError("give faces to explain: --data FILE or --image PHOTO")
+    from ..data import load_faces
+
+    faces = load_faces(data)
+    faces = pick_split(faces, split)
+    policy, idx = parse_policy(select)
+    return select_faces(model, faces, policy, per_class=per_class, seed=seed, indices=idx), faces
+
+
+def pick_split(faces, split: str = "auto"):
+    """``auto``: the PublicTest (validation) faces when the file has them, else all faces."""
+    present = set(faces.usage.tolist())
+    if split == "all":
+        return faces
+    if split == "auto":
+        return faces.subset(faces.usage == "PublicTest") if "PublicTest" in present else faces
+    if split not in present:
+        raise ConfigError(f"{faces.source}: no faces with split {split!r}; it has "
+                          f"{', '.join(sorted(map(str, present)))}")
+    return faces.subset(faces.usage == split)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+
+
+def explain_to_folder(model: torch.nn.Module, out: str | Path, methods: Sequence[str],
+                      sel: Selection | None = None, faces=None, layer: str | None = None,
+                      check: bool = False, filter_options: dict | None = None,
+                      method_options: dict | None = None,
+                      log: Callable[[str], None] = print) -> dict:
+    """Run ``methods`` and write their figures and arrays into ``out``.
+
+    Args:
+        model: the model to explain.
+        out: output folder (created).
+        methods: attribution method names and/or ``filters``, ``feature-maps``,
+            ``filter-emotion``.
+        sel: the faces for attribution methods and feature maps.
+        faces: the data set for ``filter-emotion``.
+        layer: layer for Grad-CAM-type methods, filters, feature maps, filter-emotion
+            (comma-separated names allowed for filters and filter-emotion).
+        check: also score each attribution method by deletion/insertion.
+        filter_options: keyword arguments of :func:`visualize_filters`.
+        method_options: per method, keyword arguments of its explainer.
+
+    Returns:
+        A summary: per method the seconds taken and the files written; the check scores.
+
+    Example:
+        >>> sel, faces = choose_faces(model, "fer2013.csv")  # doctest: +SKIP
+        >>> explain_to_folder(model, "explain", ["gradcam", "lime"], sel, check=True)
+    """
+    from . import figures
+    from .checks import deletion_insertion
+    from .feature_maps import feature_maps
+    from .filter_emotion import filter_emotion, write_filter_emotion_csv
+    from .filters import visualize_filters
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"methods": {}}
+    attribution = [m for m in methods if m in list_methods()]
+    if (attribution or "feature-maps" in methods) and (sel is None or len(sel) == 0):
+        raise DataError("no faces to explain (the selection is empty)")
+    if sel is not None:
+        write_json(out / "faces.json", [
+            {"name": sel.names[i], "index": int(sel.index[i]),
+             "true": EMOTIONS[sel.labels[i]] if sel.labels[i] >= 0 else None,
+             "pred": EMOTIONS[int(sel.preds[i])],
+             "probs": {e: round(float(p), 4) for e, p in zip(EMOTIONS, sel.probs[i], strict=True)}}
+            for i in range(len(sel))])
+        save_npy(out / "faces.npy", sel.images)
+        for note in sel.notes:
+            log(f"note: {note}")
+    maps: dict[str, np.ndarray] = {}
+    signed: dict[str, bool] = {}
+    x = sel.inputs() if sel is not None else None
+    target = torch.from_numpy(sel.preds) if sel is not None else None
+    opts = method_options or {}
+    for name in attribution:
+        t0 = time.perf_counter()
+        explainer = get_explainer(name, model, layer, **opts.get(name, {}))
+        m = explainer.attribute(x, target)[:, 0].numpy()
+        seconds = time.perf_counter() - t0
+        maps[name], signed[name] = m, explainer.signed
+        files = [save_npy(out / f"{name}.npy", m.astype(np.float32)),
+                 figures.explanation_grid(sel, m, name, out / f"{name}.png", explainer.signed)]
+        summary["methods"][name] = {"seconds": round(seconds, 3),
+                                    "seconds_per_face": round(seconds / len(sel), 3),
+                                    "layer": explainer.layer_name, "files": [str(f) for f in files]}
+        log(f"{name}: {len(sel)} faces in {seconds:.2f} s -> {files[1]}")
+    if len(maps) > 1:
+        p = figures.methods_grid(sel, maps, out / "methods.png", signed)
+        log(f"all methods side by side -> {p}")
+    if check and maps:
+        results = {n: deletion_insertion(model, x, m[:, None], target) for n, m in maps.items()}
+        g = torch.Generator().manual_seed(0)
+        results["random"] = deletion_insertion(model, x, torch.rand(x.shape, generator=g), target)
+        scores = {n: r.summary() for n, r in results.items()}
+        write_json(out / "check.json", {"faces": len(sel), "scores": scores,
+                                        "about": "deletion: area under the predicted-class "
+                                                 "probability as the top pixels are blurred away "
+                                                 "(lower is better); insertion: as they are put "
+                                                 "back into a blurred face (higher is better)"})
+        figures.deletion_insertion_figure(results, out / "check.png")
+        summary["check"] = scores
+    layers = [s.strip() for s in layer.split(",")] if layer else [None]
+    if "filters" in methods:
+        for ln in layers:
+            t0 = time.perf_counter()
+            res = visualize_filters(model, ln, **(filter_options or {}))
+            stem = f"filters_{_slug(res.layer)}"
+            files = [figures.filter_grid(res, out / f"{stem}.png"),
+                     save_npy(out / f"{stem}.npy", res.images.astype(np.float32))]
+            summary["methods"].setdefault("filters", {})[res.layer] = {
+                "seconds": round(time.perf_counter() - t0, 3), "files": [str(f) for f in files],
+                "activation": res.activation.round(4).tolist()}
+            log(f"filters of {res.layer}: {len(res.filters)} images -> {files[0]}")
+    if "feature-maps" in methods:
+        for ln in layers:
+            for i in range(len(sel)):
+                fm = feature_maps(model, sel.images[i], ln)
+                lname = ln or _first_conv(model)
+                stem = f"feature_maps_{_slug(lname)}_{_slug(sel.names[i])}"
+                files = [figures.feature_map_grid(sel.images[i], fm, lname, out / f"{stem}.png",
+                                                  sel.title(i).replace("\n", ", ")),
+                         save_npy(out / f"{stem}.npy", fm.astype(np.float32))]
+                summary["methods"].setdefault("feature-maps", []).extend(str(f) for f in files)
+            log(f"feature maps of {ln or _first_conv(model)} for {len(sel)} faces -> {out}")
+    if "filter-emotion" in methods:
+        if faces is None:
+            raise ConfigError("filter-emotion needs labelled faces: give --data FILE")
+        tables = [filter_emotion(model, faces, ln) for ln in layers]
+        files = [write_filter_emotion_csv(tables, out / "filter_emotion.csv"),
+                 figures.filter_emotion_figure(tables, out / "filter_emotion.png")]
+        summary["methods"]["filter-emotion"] = {"files": [str(f) for f in files]}
+        summary["filter_emotion"] = tables
+        log(f"filter -> emotion table ({sum(len(t.class_means) for t in tables)} filters) -> "
+            f"{files[0]}")
+    return summary
+
+
+def _first_conv(model: torch.nn.Module) -> str:
+    from .base import conv_layers
+
+    return conv_layers(model)[0]
+
+
+def format_layers(rows: list[dict]) -> str:
+    """The ``--list-layers`` table."""
+    lines = [f"{'layer':<16}{'type':<14}{'output':<16}"]
+    for r in rows:
+        shape = "x".join(map(str, r["shape"]))
+        lines.append(f"{r['name']:<16}{r['type']:<14}{shape:<16}{'conv' if r['conv'] else ''}")
+    return "\n".join(lines)
+
+
+def format_check(scores: dict[str, dict[str, float]]) -> str:
+    """The ``--check`` table, best (highest insertion - deletion) first, ``random`` included."""
+    lines = [f"{'method':<22}{'deletion':>9}{'insertion':>10}{'ins-del':>9}",
+             "  (deletion: lower is better; insertion: higher is better)"]
+    for n, s in sorted(scores.items(), key=lambda kv: -kv[1]["insertion_minus_deletion"]):
+        lines.append(f"{n:<22}{s['deletion']:>9.3f}{s['insertion']:>10.3f}"
+                     f"{s['insertion_minus_deletion']:>9.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""LIME (Ribeiro et al. 2016) for grey 48x48 faces, with face-sized superpixels, seeded.
+
+The ``lime`` package does the sampling and the weighted ridge fit; ferlab supplies what it lacks
+for FER faces: a segmentation that suits a 48x48 grey face (SLIC regions the size of an eye or a
+mouth corner, rather than its default quickshift, which on 48x48 grey gives a few blobs), a
+classifier that batches the perturbed faces through the model, and a fixed seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+import torch
+from skimage.segmentation import slic
+
+from ..constants import IMAGE_SIZE
+from .base import Explainer, register_explainer
+
+
+def face_segments(face: np.ndarray, n_segments: int = 40, compactness: float = 0.08,
+                  sigma: float = 0.5) -> np.ndarray:
+    """SLIC superpixels of a grey face ``[48, 48]`` in [0, 1]: ``int [48, 48]`` labels 0..K-1.
+
+    Low compactness lets regions follow the dark lines of eyes, brows and mouth; ~40 regions of
+    ~60 pixels each are small enough to separate an eye from a brow and few enough for a few
+    hundred LIME samples to fit.
+    """
+    seg = slic(np.asarray(face, dtype=np.float64), n_segments=n_segments,
+               compactness=compactness, sigma=sigma, channel_axis=None, start_label=0,
+               enforce_connectivity=True)
+    return np.unique(seg, return_inverse=True)[1].reshape(seg.shape)
+
+
+def _explainer_class():
+    """``LimeImageExplainer`` with a vectorised ``data_labels``: lime's own builds each perturbed
+    face in a Python loop over superpixels and always shows a progress bar; the sampling (its
+    RandomState, the all-on first row) is kept exactly."""
+    from lime import lime_image
+
+    class _FaceLime(lime_image.LimeImageExplainer):
+        def data_labels(self, image, fudged_image, segments, classifier_fn, num_samples,
+                        batch_size=10, progress_bar=False):
+            n_features = np.unique(segments).shape[0]
+            data = self.random_state.randint(0, 2, num_samples * n_features).reshape(
+                (num_samples, n_features))
+            data[0, :] = 1
+            labels = []
+            for i in range(0, num_samples, batch_size):
+                keep = data[i:i + batch_size][:, segments].astype(bool)  # [b, H, W]
+                imgs = np.where(keep[..., None], image[None], fudged_image[None])
+                labels.append(classifier_fn(imgs))
+            return data, np.concatenate(labels)
+
+    return _FaceLime
+
+
+@register_explainer("lime")
+class LimeExplainer(Explainer):
+    """Per-pixel weight of its superpixel in LIME's local linear model for the target class.
+
+    Signed: positive superpixels support the class. Hidden superpixels are replaced by their
+    own mean grey (``lime``'s default), which blurs a region away rather than painting it black.
+
+    Args:
+        samples: perturbed faces per face (256 keeps a VGG under 2 s per face on 2 CPU cores).
+        segments: SLIC superpixels per face.
+        seed: the same seed gives the same map.
+        fast: classify the perturbed faces in bfloat16 with channels-last memory (about 2x
+            faster on CPUs with AVX-512 BF16; probabilities differ in the 3rd decimal).
+
+    Example:
+        >>> maps = get_explainer("lime", model, samples=256, seed=0).attribute(x)
+    """
+
+    signed = True
+
+    def __init__(self, model, layer=None, *, samples: int = 256, segments: int = 40,
+                 compactness: float = 0.08, kernel_width: float = 0.25, seed: int = 0,
+                 batch_size: int = 128, fast: bool = True) -> None:
+        super().__init__(model, layer)
+        self.samples, self.segments, self.compactness = samples, segments, compactness
+        self.kernel_width, self.seed, self.batch_size, self.fast = (kernel_width, seed,
+                                                                     batch_size, fast)
+        self.last_segments: list[np.ndarray] = []  # the superpixels of the last call, for figures
+
+    def _classifier(self):
+        model = self.model
+        if self.fast:
+            # A private copy: converting memory format in place would change the caller's model.
+            model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+
+        def classify(batch: np.ndarray) -> np.ndarray:
+            x = torch.from_numpy(np.ascontiguousarray(batch[..., 0], dtype=np.float32))
+            x = x.unsqueeze(1)
+            out = []
+            with torch.inference_mode():
+                for i in range(0, len(x), self.batch_size):
+                    xb = x[i:i + self.batch_size]
+                    if self.fast:
+                        with torch.autocast("cpu", dtype=torch.bfloat16):
+                            logits = model(xb.contiguous(memory_format=torch.channels_last))
+                    else:
+                        logits = model(xb)
+                    out.append(logits.float().softmax(1))
+            return torch.cat(out).numpy().astype(np.float64)
+
+        return classify
+
+    def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logging.getLogger("lime").setLevel(logging.WARNING)
+        lime_class = _explainer_class()
+        classify = self._classifier()
+        maps = np.zeros((len(x), IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+        self.last_segments = []
+        for i in range(len(x)):
+            face = x[i, 0].numpy().astype(np.float64)
+            seg = face_segments(face, self.segments, self.compactness)
+            self.last_segments.append(seg)
+            # A fresh explainer per face: its RandomState is what makes the map repeatable.
+            lime = lime_class(kernel_width=self.kernel_width, random_state=self.seed)
+            exp = lime.explain_instance(
+                face, classify, labels=(int(target[i]),), top_labels=None, hide_color=None,
+                num_features=int(seg.max()) + 1, num_samples=self.samples,
+                batch_size=self.samples, segmentation_fn=lambda _img, seg=seg: seg,
+                random_seed=self.seed)
+            weights = np.zeros(int(seg.max()) + 1, dtype=np.float32)
+            for k, w in exp.local_exp[int(target[i])]:
+                weights[k] = w
+            maps[i] = weights[seg]
+        return torch.from_numpy(maps)

@@ -1,0 +1,164 @@
+"""Batched prediction over faces, and the CSV files it writes.
+
+* :func:`predict_faces`: softmax probabilities ``[N, 7]`` for a FaceSet (or uint8 images), in
+  batches with a progress bar, optionally with horizontal-flip test-time augmentation.
+* :func:`predict_file`: a data file in, a CSV out. A course ``test.csv`` (``id,feature``) gives a
+  Kaggle submission ``id,label``; anything else (fer2013.csv rows, an image folder) gives one row
+  per face with the seven class probabilities and the predicted label.
+
+Every model ferlab loads (a single model or an :class:`~ferlab.ensemble.Ensemble`) takes grey
+levels / 255 and returns logits, so both go through the same code.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .constants import EMOTIONS, NUM_CLASSES
+from .data import FaceSet, load_faces
+from .errors import ConfigError
+from .io_utils import write_text
+
+FORMATS = ("auto", "submission", "probs")
+
+
+@torch.no_grad()
+def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *, tta: bool = False,
+                  batch_size: int = 256, progress: bool = True) -> np.ndarray:
+    """Softmax probabilities ``float32 [N, 7]`` of ``model`` for every face.
+
+    Args:
+        model: any ferlab model (``load_model(...)``): grey / 255 in, logits out.
+        faces: a FaceSet, or ``uint8 [N, 48, 48]`` images.
+        tta: also run the mirrored faces and average the two probability vectors (expressions
+            are left-right symmetric, and training flips faces, so the mirror is as valid).
+        batch_size: faces per forward pass.
+        progress: show a progress bar (hidden anyway when not on a terminal).
+
+    The model's train/eval mode is restored afterwards.
+
+    Example:
+        >>> probs = predict_faces(load_model("runs/cnn"), faces, tta=True)  # doctest: +SKIP
+        >>> probs.argmax(1)  # doctest: +SKIP
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}")
+    images = faces.images if isinstance(faces, FaceSet) else np.asarray(faces)
+    images_t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
+    out = np.zeros((len(images_t), NUM_CLASSES), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    # Channels-last convolutions take about 30% less CPU on this machine's oneDNN (measured,
+    # float32, same results); the model's own memory format is put back afterwards.
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    to_cl = bool(convs) and not convs[0].weight.is_contiguous(memory_format=torch.channels_last)
+    fmt = torch.channels_last if convs else torch.contiguous_format
+    if to_cl:
+        model.to(memory_format=torch.channels_last)
+    try:
+        with tqdm(total=len(images_t), desc="predict", unit="face", leave=False,
+                  disable=None if progress else True, dynamic_ncols=True) as bar:
+            for i in range(0, len(images_t), batch_size):
+                x = images_t[i:i + batch_size].unsqueeze(1).float().div_(255.0)
+                x = x.contiguous(memory_format=fmt)
+                p = model(x).float().softmax(1)
+                if tta:
+                    p = (p + model(x.flip(-1)).float().softmax(1)) / 2
+                out[i:i + len(x)] = p.numpy()
+                bar.update(len(x))
+    finally:
+        model.train(was_training)
+        if to_cl:
+            model.to(memory_format=torch.contiguous_format)
+    return out
+
+
+def is_submission_input(faces: FaceSet) -> bool:
+    """True for a course ``test.csv``: no labels, no Usage column, not an image folder."""
+    return (not faces.names and bool(len(faces)) and bool((faces.labels < 0).all())
+            and not any(faces.usage.tolist()))
+
+
+def submission_text(ids: np.ndarray, probs: np.ndarray) -> str:
+    """Kaggle submission: header ``id,label``, then one ``<id>,<class 0-6>`` line per face."""
+    pred = probs.argmax(1)
+    lines = ["id,label"] + [f"{int(i)},{int(p)}" for i, p in zip(ids, pred, strict=True)]
+    return "\n".join(lines) + "\n"
+
+
+def probabilities_text(faces: FaceSet, probs: np.ndarray) -> str:
+    """CSV: ``id`` [``file``] [``usage``] [``true_label``], a probability column per class name,
+    then ``label`` (predicted index) and ``emotion`` (its name)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    has_names, has_usage = bool(faces.names), any(faces.usage.tolist())
+    has_true = bool((faces.labels >= 0).any())
+    w.writerow(["id"] + ["file"] * has_names + ["usage"] * has_usage + ["true_label"] * has_true
+               + list(EMOTIONS) + ["label", "emotion"])
+    pred = probs.argmax(1)
+    for k in range(len(faces)):
+        row: list = [int(faces.ids[k])]
+        if has_names:
+            row.append(faces.names[k])
+        if has_usage:
+            row.append(faces.usage[k])
+        if has_true:
+            row.append(int(faces.labels[k]) if faces.labels[k] >= 0 else "")
+        row += [f"{v:.6f}" for v in probs[k]] + [int(pred[k]), EMOTIONS[pred[k]]]
+        w.writerow(row)
+    return buf.getvalue()
+
+
+@dataclass
+class Prediction:
+    """What :func:`predict_file` did: the faces, their probabilities and the file written."""
+
+    faces: FaceSet
+    probs: np.ndarray
+    path: Path
+    format: str  # "submission" or "probs"
+
+    @property
+    def counts(self) -> list[int]:
+        """Predicted faces per class, index order 0-6."""
+        return np.bincount(self.probs.argmax(1), minlength=NUM_CLASSES).tolist()
+
+
+def predict_file(model: torch.nn.Module | str | Path, input_path: str | Path,
+                 out_path: str | Path, *, tta: bool = False, fmt: str = "auto",
+                 batch_size: int = 256, progress: bool = True,
+                 skip_bad_rows: bool = False) -> Prediction:
+    """Predict every face of a data file or folder and write a CSV.
+
+    Args:
+        model: a loaded model, or anything :func:`~ferlab.model_io.load_model` takes.
+        input_path: test.csv, fer2013.csv (plain or .gz), or an image folder / archive.
+        out_path: the CSV to write.
+        tta: horizontal-flip test-time augmentation.
+        fmt: ``submission`` (``id,label``), ``probs`` (probabilities per face), or ``auto``:
+            submission for a course test.csv, probabilities otherwise.
+
+    Example:
+        >>> predict_file("runs/cnn", "test.csv", "submission.csv")  # doctest: +SKIP
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"format must be one of {FORMATS}, got {fmt!r}")
+    if not isinstance(model, torch.nn.Module):
+        from .model_io import load_model
+
+        model = load_model(model)
+    faces = load_faces(input_path, skip_bad_rows=skip_bad_rows)
+    probs = predict_faces(model, faces, tta=tta, batch_size=batch_size, progress=progress)
+    if fmt == "auto":
+        fmt = "submission" if is_submission_input(faces) else "probs"
+    text = submission_text(faces.ids, probs) if fmt == "submission" else probabilities_text(
+        faces, probs)
+    path = write_text(out_path, text)
+    return Prediction(faces=faces, probs=probs, path=path, format=fmt)

@@ -1,0 +1,180 @@
+"""Ensembles: vote and mean differ where they should, folders round-trip, members train."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from ferlab.cli import main
+from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from ferlab.ensemble import (
+    ENSEMBLE_FILE,
+    Ensemble,
+    accuracy_by_members,
+    build_ensemble,
+    combine,
+    load_ensemble,
+    save_ensemble,
+    train_members,
+)
+from ferlab.errors import ConfigError, ModelError
+from ferlab.model_io import load_model, save_model
+from ferlab.models import create_model
+
+
+class Fixed(nn.Module):
+    """A 'model' that gives the same probabilities to every face."""
+
+    def __init__(self, probs):
+        super().__init__()
+        self.register_buffer("p", torch.tensor(probs, dtype=torch.float32))
+
+    def forward(self, x):
+        return self.p.log().expand(len(x), -1)
+
+
+def _probs(top, p_top, rest_on=None, p_rest=0.0):
+    """7-class probabilities: ``p_top`` on ``top``, ``p_rest`` on ``rest_on``, the remainder
+    spread evenly over the others."""
+    p = torch.zeros(7)
+    p[top] = p_top
+    if rest_on is not None:
+        p[rest_on] = p_rest
+    free = [i for i in range(7) if p[i] == 0]
+    p[free] = (1 - p.sum()) / len(free)
+    return p.tolist()
+
+
+def test_vote_and_mean_differ_where_they_should():
+    # Two members mildly prefer happy (0.40 vs 0.35 sad); one is sure it is sad (0.95).
+    # Majority vote: happy (2 votes to 1). Mean probability: sad (0.55 against 0.28).
+    members = [Fixed(_probs(3, 0.40, 4, 0.35)), Fixed(_probs(3, 0.40, 4, 0.35)),
+               Fixed(_probs(4, 0.95))]
+    x = torch.rand(5, 1, 48, 48)
+    vote, mean = Ensemble(members, "vote"), Ensemble(members, "mean")
+    assert (vote(x).argmax(1) == 3).all() and (mean(x).argmax(1) == 4).all()
+    pm = mean(x).softmax(1)[0]
+    assert pm[4].item() == pytest.approx((0.35 * 2 + 0.95) / 3, abs=1e-6)
+    pv = vote(x).softmax(1)[0]
+    assert pv[3].item() == pytest.approx(2 / 3, abs=2e-3)  # vote share, tie-break is tiny
+    assert pv.sum().item() == pytest.approx(1, abs=1e-6)
+    # where all members agree, both methods agree
+    same = [Fixed(_probs(5, 0.9))] * 3
+    assert Ensemble(same, "vote")(x).argmax(1).eq(Ensemble(same, "mean")(x).argmax(1)).all()
+
+
+def test_vote_ties_go_to_the_mean_probability():
+    # One vote each for angry and fear; fear's voter is surer, so fear wins the tie.
+    p = torch.tensor([_probs(0, 0.5), _probs(2, 0.9)]).unsqueeze(1)
+    assert combine(p, "vote").argmax(1).item() == 2
+    p = torch.tensor([_probs(0, 0.9), _probs(2, 0.5)]).unsqueeze(1)
+    assert combine(p, "vote").argmax(1).item() == 0
+    with pytest.raises(ConfigError):
+        combine(p, "median")
+
+
+def test_accuracy_by_members():
+    labels = torch.tensor([3, 3])
+    m = torch.tensor([[_probs(3, 0.4, 4, 0.35)] * 2, [_probs(4, 0.95)] * 2,
+                      [_probs(3, 0.4, 4, 0.35)] * 2]).numpy()
+    rows = accuracy_by_members(m, labels.numpy())
+    assert [r["members"] for r in rows] == [1, 2, 3]
+    assert [r["member_acc"] for r in rows] == [1, 0, 1]
+    assert rows[2]["vote_acc"] == 1 and rows[2]["mean_acc"] == 0
+
+
+def test_ensemble_folder_round_trip(tmp_path):
+    torch.manual_seed(0)
+    a, b = create_model("cnn-leaky"), create_model("vgg", width=8)
+    pa, pb = save_model(a, tmp_path / "a.safetensors"), save_model(b, tmp_path / "b.safetensors")
+    ens = build_ensemble([pa, pb], "mean")
+    out = save_ensemble(ens, tmp_path / "ens")
+    spec = json.loads((out / ENSEMBLE_FILE).read_text())
+    assert spec["method"] == "mean" and len(spec["members"]) == 2
+    loaded = load_model(out)
+    assert isinstance(loaded, Ensemble) and not loaded.training
+    x = torch.rand(4, 1, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), ens(x))
+        want = (a.eval()(x).softmax(1) + b.eval()(x).softmax(1)) / 2
+        torch.testing.assert_close(loaded(x).softmax(1), want, atol=1e-5, rtol=1e-4)
+    assert load_ensemble(out, method="vote").method == "vote"
+    assert loaded.cam_layer.startswith("members.0.")
+    loaded.get_submodule(loaded.cam_layer)
+    # an ensemble of an ensemble and a model is flat
+    assert len(Ensemble([loaded, a]).members) == 3
+
+
+def test_broken_ensemble_folders(tmp_path):
+    a = save_model(create_model("cnn-leaky"), tmp_path / "ens" / "m.safetensors")
+    folder = a.parent
+    desc = {"format": "ferlab-ensemble/1", "method": "vote", "members": ["m.safetensors"]}
+    (folder / ENSEMBLE_FILE).write_text(json.dumps(desc))
+    assert len(load_model(folder).members) == 1
+    for members, message in ((["gone.safetensors"], "missing"),
+                             (["../../etc/passwd"], "outside"), ([], "non-empty")):
+        (folder / ENSEMBLE_FILE).write_text(json.dumps({**desc, "members": members}))
+        with pytest.raises(ModelError, match=message):
+            load_model(folder)
+    (folder / ENSEMBLE_FILE).write_text("{not json")
+    with pytest.raises(ModelError, match="ensemble"):
+        load_model(folder)
+    (folder / ENSEMBLE_FILE).write_text(json.dumps(desc))
+    a.write_bytes(b"garbage" * 10)
+    with pytest.raises(ModelError, match="m.safetensors"):
+        load_model(folder)
+
+
+def test_cli_ensemble_then_evaluate(eval_run, fer_csv, tmp_path, capsys):
+    out = tmp_path / "ens"
+    assert main(["ensemble", str(eval_run), str(eval_run / "model.safetensors"), "--method",
+                 "mean", "--out", str(out)]) == 0
+    assert "ensemble(mean, 2 members)" in capsys.readouterr().out
+    assert main(["evaluate", "--model", str(out), "--data", str(fer_csv), "--out",
+                 str(tmp_path / "eval")]) == 0
+    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert m["model"].startswith("ensemble(mean, 2 members)") and m["accuracy"] >= 0.9
+    rc = main(["ensemble", str(tmp_path / "nothing"), "--out", str(tmp_path / "e2")])
+    assert rc == 2 and "nothing" in capsys.readouterr().err
+
+
+def test_train_members(faces, tmp_path):
+    cfg = RunConfig(DataConfig(path="synthetic"), ModelConfig("vgg", {"width": 8}),
+                    AugmentConfig(flip=False, shift=0, rotation=0, zoom=0),
+                    TrainConfig(epochs=1, batch_size=32, lr=2e-3))
+    small = faces.subset(slice(0, 140))  # Training rows only: a fixed held-out 10% is put aside
+    logs = []
+    out = train_members(cfg, tmp_path / "x2", 2, split_seeds=True, data=small, progress=False,
+                        log=logs.append)
+    seeds = [json.loads((out / f"member-0{i}" / "config.json").read_text())["config"]["train"]
+             ["seed"] for i in range(2)]
+    assert seeds == [0, 1]
+    with open(out / "members.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["members"] for r in rows] == ["1", "2"]
+    ens = load_model(out)
+    assert isinstance(ens, Ensemble) and len(ens.members) == 2
+    # members validated on different seeded splits of the same training pool
+    va = [json.loads((out / f"member-0{i}" / "config.json").read_text())["val_faces"]
+          for i in range(2)]
+    assert va[0] == va[1] > 0
+    # run again: finished members are kept, not retrained
+    logs.clear()
+    train_members(cfg, out, 2, split_seeds=True, data=small, progress=False, log=logs.append)
+    assert sum("kept" in s for s in logs) == 2
+
+
+def test_cli_train_members(fer_csv, tmp_path, capsys):
+    out = tmp_path / "members"
+    rc = main(["train", "--data", str(fer_csv), "--model", "vgg", "--model-args", '{"width": 4}',
+               "--members", "2", "--epochs", "1", "--limit", "64", "--no-augment", "--out",
+               str(out)])
+    assert rc == 0
+    assert "ensemble of 2 members" in capsys.readouterr().out
+    assert len(load_model(out).members) == 2
+    spec = json.loads((out / ENSEMBLE_FILE).read_text())
+    assert spec["holdout_faces"] == 140  # the file's PublicTest rows

@@ -1,0 +1,120 @@
+"""Prediction files: exact Kaggle submissions, probability CSVs, clear model errors."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from ferlab.cli import main
+from ferlab.errors import ModelError
+from ferlab.model_io import load_model
+from ferlab.predict import predict_faces, predict_file, submission_text
+from ferlab.synthetic import (
+    make_faces,
+    write_fer2013_csv,
+    write_image_folder,
+    write_test_csv,
+)
+
+
+def test_submission_text_is_exact():
+    probs = np.zeros((3, 7))
+    probs[0, 3] = probs[1, 0] = probs[2, 6] = 1
+    assert submission_text(np.array([5, 7, 10]), probs) == "id,label\n5,3\n7,0\n10,6\n"
+
+
+def test_submission_for_test_csv(eval_run, tmp_path):
+    faces = make_faces(35, seed=7)
+    test_csv = write_test_csv(faces, tmp_path / "test.csv")
+    res = predict_file(eval_run, test_csv, tmp_path / "sub.csv", progress=False)
+    assert res.format == "submission"
+    lines = (tmp_path / "sub.csv").read_text().splitlines()
+    assert lines[0] == "id,label" and len(lines) == 36
+    want = predict_faces(load_model(eval_run), faces, progress=False).argmax(1)
+    assert lines[1:] == [f"{i},{p}" for i, p in enumerate(want)]
+    assert (want == faces.labels).mean() >= 0.9  # the model really learned these faces
+
+
+def test_probabilities_for_fer2013_rows_and_folders(eval_run, tmp_path, small_faces):
+    fer = write_fer2013_csv(small_faces, tmp_path / "fer.csv")
+    res = predict_file(eval_run, fer, tmp_path / "p.csv", tta=True, progress=False)
+    assert res.format == "probs"
+    with open(tmp_path / "p.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["id", "usage", "true_label", "angry", "disgust", "fear", "happy",
+                             "sad", "surprise", "neutral", "label", "emotion"]
+    assert len(rows) == 70
+    for r in rows:
+        p = np.array([float(r[c]) for c in ("angry", "disgust", "fear", "happy", "sad",
+                                            "surprise", "neutral")])
+        assert p.sum() == pytest.approx(1, abs=1e-4)
+        assert int(r["label"]) == p.argmax()
+    assert [int(r["true_label"]) for r in rows] == small_faces.labels.tolist()
+    folder = write_image_folder(small_faces.subset(slice(0, 14)), tmp_path / "imgs", split="")
+    predict_file(eval_run, folder, tmp_path / "f.csv", progress=False)
+    with open(tmp_path / "f.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 14 and rows[0]["file"].endswith(".png") and "emotion" in rows[0]
+
+
+def test_tta_on_a_symmetric_face_changes_nothing(eval_run):
+    img = np.random.default_rng(0).integers(0, 256, (4, 48, 24), dtype=np.uint8)
+    sym = np.concatenate([img, img[:, :, ::-1]], axis=2)  # mirror image of itself
+    model = load_model(eval_run)
+    np.testing.assert_allclose(predict_faces(model, sym, tta=True, progress=False),
+                               predict_faces(model, sym, progress=False), atol=1e-6)
+
+
+def test_missing_and_corrupt_models_give_clear_errors(tmp_path, small_faces, capsys):
+    test_csv = write_test_csv(small_faces, tmp_path / "test.csv")
+    with pytest.raises(ModelError, match="no such model"):
+        predict_file(tmp_path / "missing.safetensors", test_csv, tmp_path / "o.csv")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(ModelError, match="bad.safetensors"):
+        predict_file(bad, test_csv, tmp_path / "o.csv")
+    pickled = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(2)}, pickled)
+    with pytest.raises(ModelError, match="pickled"):
+        load_model(pickled)
+    (tmp_path / "run").mkdir()
+    with pytest.raises(ModelError, match="model.safetensors"):
+        load_model(tmp_path / "run")
+    rc = main(["predict", "--model", str(tmp_path / "missing"), "--input", str(test_csv),
+               "--out", str(tmp_path / "o.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "missing" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_cli_predict(eval_run, tmp_path, small_faces, capsys):
+    test_csv = write_test_csv(small_faces, tmp_path / "test.csv")
+    out = tmp_path / "sub.csv"
+    assert main(["predict", "--model", str(eval_run), "--input", str(test_csv), "--out",
+                 str(out), "--tta"]) == 0
+    assert "Kaggle submission" in capsys.readouterr().out
+    assert out.read_text().startswith("id,label\n0,")
+    assert main(["predict", "--model", str(eval_run), "--input", str(test_csv), "--out",
+                 str(tmp_path / "p.csv"), "--format", "probs"]) == 0
+    assert (tmp_path / "p.csv").read_text().startswith("id,angry,")
+    for argv in (["predict"], ["predict", "--input", "a", "--image", "b"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+    assert main(["predict", "--model", str(eval_run), "--input", str(test_csv)]) == 2
+
+
+def test_cli_predict_image_goes_to_the_recognizer(monkeypatch):
+    calls = []
+    fake = types.ModuleType("ferlab.recognizer")
+    fake.predict_photos = lambda model, image, out, json_path, tta=False: calls.append(
+        (model, image, out, json_path, tta)) or 0
+    monkeypatch.setitem(sys.modules, "ferlab.recognizer", fake)
+    assert main(["predict", "--image", "photo.jpg", "--json", "r.json", "--tta"]) == 0
+    assert calls == [("bundled", "photo.jpg", None, "r.json", True)]
