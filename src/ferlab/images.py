@@ -55,6 +55,15 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         return img
 
 
+def _on_white(img: Image.Image) -> Image.Image:
+    """Images with transparency composited onto white, as a viewer shows them, rather than
+    having their alpha dropped to black; others unchanged."""
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return img
+
+
 def to_gray(img: Image.Image) -> np.ndarray:
     """Grey levels ``uint8 [H, W]`` of any Pillow image (ITU-R 601 luma for colour)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -65,12 +74,7 @@ def to_gray(img: Image.Image) -> np.ndarray:
         else:
             scale = 255.0 / (65535.0 if hi > 255 else 255.0)
         return np.clip(a * scale + 0.5, 0, 255).astype(np.uint8)
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        # Composite onto white, as a viewer shows it, rather than dropping alpha to black.
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-    return np.asarray(img.convert("L"), dtype=np.uint8)
+    return np.asarray(_on_white(img).convert("L"), dtype=np.uint8)
 
 
 def to_rgb(img: Image.Image) -> np.ndarray:
@@ -79,11 +83,7 @@ def to_rgb(img: Image.Image) -> np.ndarray:
     if img.mode in gray_modes:
         g = to_gray(img)
         return np.repeat(g[:, :, None], 3, axis=2)
-    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return np.asarray(_on_white(img).convert("RGB"), dtype=np.uint8)
 
 
 def read_gray(source: str | Path | bytes, size: int | None = None, name: str | None = None

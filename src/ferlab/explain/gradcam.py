@@ -26,15 +26,18 @@ class GradCamExplainer(Explainer):
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         # The input must carry gradients: parameters do not (see prepared), and the layer's
         # output needs a graph back to something that does.
-        x = x.clone().requires_grad_(True)
-        cam = LayerGradCam(self.model, self.layer).attribute(x, target=target,
-                                                             relu_attributions=True)
+        cam = self._cam(x.clone().requires_grad_(True), target)
         return LayerAttribution.interpolate(cam, (IMAGE_SIZE, IMAGE_SIZE),
                                             interpolate_mode=self.interpolate)
 
+    def _cam(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The layer-resolution map ``[N, 1, h, w]``; subclasses change only this."""
+        return LayerGradCam(self.model, self.layer).attribute(x, target=target,
+                                                              relu_attributions=True)
+
 
 @register_explainer("hirescam")
-class HiResCamExplainer(Explainer):
+class HiResCamExplainer(GradCamExplainer):
     """HiResCAM (Draelos & Carin 2020): ReLU of ``sum_k gradient_k * activation_k`` per position,
     upsampled to 48x48.
 
@@ -47,15 +50,6 @@ class HiResCamExplainer(Explainer):
         >>> maps = get_explainer("hirescam", model).attribute(x)
     """
 
-    uses_layer = True
-
-    def __init__(self, model, layer=None, *, interpolate: str = "bilinear") -> None:
-        super().__init__(model, layer)
-        self.interpolate = interpolate
-
-    def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x = x.clone().requires_grad_(True)
+    def _cam(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         a = LayerGradientXActivation(self.model, self.layer).attribute(x, target=target)
-        cam = a.sum(1, keepdim=True).clamp_min(0)
-        return LayerAttribution.interpolate(cam, (IMAGE_SIZE, IMAGE_SIZE),
-                                            interpolate_mode=self.interpolate)
+        return a.sum(1, keepdim=True).clamp_min(0)
