@@ -64,13 +64,14 @@ def detectors(extra_site: str | None) -> dict:
     from skimage.feature import Cascade
 
     dets = {
-        "haar frontal (ferlab)": FaceDetector(max_side=320),
-        "haar frontal, full size": FaceDetector(max_side=None),
-        "haar frontal + profile": FaceDetector(profile=True, max_side=320),
-        "haar alt2": FaceDetector(max_side=320, frontal="alt2"),
+        "haar alt2 (ferlab)": FaceDetector(),
+        "haar alt2, full size": FaceDetector(max_side=None),
+        "haar default": FaceDetector(frontal="default"),
+        "haar alt2 + profile": FaceDetector(profile=True),
     }
-    alt2 = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_alt2.xml")
-    dets["haar alt2, full size"] = lambda g: [tuple(b) for b in alt2.detectMultiScale(g, 1.1, 5)]
+    # The size/step trade-off behind DETECT_SIDE and SCALE_FACTOR.
+    for side, step in [(320, 1.1), (320, 1.15), (320, 1.25), (256, 1.2), (256, 1.25)]:
+        dets[f"haar alt2, {side} px step {step}"] = FaceDetector(max_side=side, scale_factor=step)
     lbp = Cascade(str(Path(skimage.data.__file__).parent / "lbpcascade_frontalface_opencv.xml"))
     dets["skimage LBP cascade"] = lambda g: [
         (d["c"], d["r"], d["width"], d["height"]) for d in lbp.detect_multi_scale(
