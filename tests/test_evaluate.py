@@ -102,7 +102,8 @@ def test_evaluate_model_and_tta(eval_run, faces):
         want = (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2
     np.testing.assert_allclose(tta, want.numpy(), atol=1e-5)
     assert not np.allclose(tta, ev.probs)
-    assert evaluate_model(model, test, tta=True, progress=False).metrics["tta"] is True
+    assert evaluate_model(model, test, tta=True, progress=False).metrics["tta"] == "flip"
+    assert evaluate_model(model, test, tta="shift", progress=False).metrics["tta"] == "shift"
 
 
 def test_predict_restores_train_mode(eval_run, small_faces):

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from ferlab.cli import main
-from ferlab.errors import ModelError
+from ferlab.errors import ConfigError, ModelError
 from ferlab.model_io import load_model
-from ferlab.predict import predict_faces, predict_file, submission_text
+from ferlab.predict import predict_faces, predict_file, submission_text, tta_views
 from ferlab.synthetic import (
     make_faces,
     write_fer2013_csv,
@@ -70,6 +70,27 @@ def test_tta_on_a_symmetric_face_changes_nothing(eval_run):
                                predict_faces(model, sym, progress=False), atol=1e-6)
 
 
+def test_shift_views_move_the_face_by_two_pixels():
+    x = torch.zeros(1, 1, 48, 48)
+    x[0, 0, 20, 30] = 1.0
+    views = tta_views(x, "shift")
+    assert len(views) == 10 and len(tta_views(x, True)) == 2 and len(tta_views(x, None)) == 1
+    assert all(v.shape == x.shape for v in views)
+    spots = {tuple(int(i) for i in torch.nonzero(v[0, 0])[0]) for v in views}
+    # the original and its mirror (column 47 - 30 = 17), each moved 2 px along one axis
+    assert spots == {(20, 30), (20, 17), (20, 28), (20, 32), (18, 30), (22, 30),
+                     (20, 15), (20, 19), (18, 17), (22, 17)}
+    with pytest.raises(ConfigError, match="test-time augmentation"):
+        tta_views(x, "zoom")
+
+
+def test_shift_tta_on_a_flat_face_changes_nothing(eval_run):
+    flat = np.full((3, 48, 48), 120, np.uint8)  # every view of a flat face is the same face
+    model = load_model(eval_run)
+    np.testing.assert_allclose(predict_faces(model, flat, tta="shift", progress=False),
+                               predict_faces(model, flat, progress=False), atol=1e-6)
+
+
 def test_missing_and_corrupt_models_give_clear_errors(tmp_path, small_faces, capsys):
     test_csv = write_test_csv(small_faces, tmp_path / "test.csv")
     with pytest.raises(ModelError, match="no such model"):
@@ -117,4 +138,8 @@ def test_cli_predict_image_goes_to_the_recognizer(monkeypatch):
         (model, image, out, json_path, tta)) or 0
     monkeypatch.setitem(sys.modules, "ferlab.recognizer", fake)
     assert main(["predict", "--image", "photo.jpg", "--json", "r.json", "--tta"]) == 0
-    assert calls == [("bundled", "photo.jpg", None, "r.json", True)]
+    assert main(["predict", "--image", "p.jpg", "--tta-shift"]) == 0
+    assert main(["predict", "--image", "q.jpg"]) == 0
+    assert calls == [("bundled", "photo.jpg", None, "r.json", "flip"),
+                     ("bundled", "p.jpg", None, None, "shift"),
+                     ("bundled", "q.jpg", None, None, None)]

@@ -294,6 +294,11 @@ def cmd_video(args) -> int:
     return 0
 
 
+def _tta(args) -> str | None:
+    """``--tta`` / ``--tta-shift`` as a test-time augmentation mode."""
+    return "shift" if getattr(args, "tta_shift", False) else ("flip" if args.tta else None)
+
+
 # --------------------------------------------------------------------------------------------
 # ferlab evaluate
 
@@ -312,6 +317,9 @@ def add_evaluate(sub) -> None:
                    help="rows to score (default: the file's test rows when it has Usage, "
                         "else all rows)")
     p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    p.add_argument("--tta-shift", action="store_true",
+                   help="also average 2-pixel shifts of the face and its mirror (10 views, 10x "
+                        "the time)")
     p.add_argument("--out", default="evaluation", help="folder for the figures")
     p.add_argument("--json", help="metrics file (default OUT/metrics.json)")
     p.add_argument("--mistakes", type=_positive_int, default=6, metavar="N",
@@ -330,10 +338,11 @@ def cmd_evaluate(args) -> int:
     split = args.split or ("test" if "Training" in faces.split_names() else "all")
     faces = select_split(faces, split)
     shown = "+".join(faces.split_names()) or "all"
-    ev = evaluate_model(model, faces, tta=args.tta, batch_size=args.batch_size,
+    tta = _tta(args)
+    ev = evaluate_model(model, faces, tta=tta, batch_size=args.batch_size,
                         model_name=f"{model_description(model)} ({args.model})", split=shown)
     paths = write_evaluation(ev, args.out, json_path=args.json, per_class=args.mistakes)
-    print(f"{ev.metrics['model']} on {faces.source} [{shown}]{' with TTA' if args.tta else ''}: "
+    print(f"{ev.metrics['model']} on {faces.source} [{shown}]{f' with {tta} TTA' if tta else ''}: "
           f"{len(faces):,} faces in {ev.metrics['seconds']:.1f}s")
     print(format_metrics(ev.metrics))
     print(f"wrote {paths['metrics']} and {len(paths) - 1} figures in {args.out}")
@@ -424,6 +433,9 @@ def add_predict(sub) -> None:
     p.add_argument("--format", choices=["auto", "submission", "probs"], default="auto",
                    help="auto: submission for test.csv, probabilities otherwise")
     p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    p.add_argument("--tta-shift", action="store_true",
+                   help="also average 2-pixel shifts of the face and its mirror (10 views, 10x "
+                        "the time)")
     p.add_argument("--batch-size", type=_positive_int, default=256)
     p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
 
@@ -432,13 +444,13 @@ def cmd_predict(args) -> int:
     if args.image:
         from .recognizer import predict_photos
 
-        return predict_photos(args.model, args.image, args.out, args.json, tta=args.tta)
+        return predict_photos(args.model, args.image, args.out, args.json, tta=_tta(args))
     from .constants import EMOTIONS
     from .predict import predict_file
 
     if not args.out:
         raise FerlabError("predict --input needs --out FILE.csv")
-    res = predict_file(args.model, args.input, args.out, tta=args.tta, fmt=args.format,
+    res = predict_file(args.model, args.input, args.out, tta=_tta(args), fmt=args.format,
                        batch_size=args.batch_size, skip_bad_rows=args.skip_bad_rows)
     counts = ", ".join(f"{e} {n:,}" for e, n in zip(EMOTIONS, res.counts, strict=True))
     kind = "Kaggle submission" if res.format == "submission" else "probabilities"

@@ -28,7 +28,7 @@ from .constants import EMOTIONS, NUM_CLASSES
 from .data import FaceSet
 from .errors import DataError
 from .io_utils import write_json
-from .predict import predict_faces
+from .predict import predict_faces, tta_mode
 
 ECE_BINS = 15  # equal-width confidence bins, the usual choice (Guo et al. 2017)
 
@@ -180,7 +180,7 @@ class Evaluation:
         return self.metrics["accuracy"]
 
 
-def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool = False, *,
+def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = False, *,
                    batch_size: int = 256, progress: bool = True, model_name: str | None = None,
                    split: str = "") -> Evaluation:
     """Predict ``faces`` with ``model`` and score the predictions.
@@ -188,7 +188,8 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool = False, *,
     Args:
         model: a loaded model or ensemble (``load_model(spec)``).
         faces: labelled faces (select a split first with ``data.select_split``).
-        tta: average with the prediction of the mirrored face.
+        tta: test-time augmentation: ``True``/``"flip"`` (mirror) or ``"shift"`` (mirror and
+            2-pixel shifts, 10 views); see :func:`ferlab.predict.tta_views`.
         model_name: stored as ``metrics["model"]`` (default: the model's registry name).
         split: stored as ``metrics["split"]``.
 
@@ -209,7 +210,7 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool = False, *,
     probs = predict_faces(model, faces, tta=tta, batch_size=batch_size, progress=progress)
     seconds = time.perf_counter() - t0
     metrics = {"model": model_name or model_description(model), "data": faces.source,
-               "split": split, "tta": bool(tta), "seconds": round(seconds, 2),
+               "split": split, "tta": tta_mode(tta) or False, "seconds": round(seconds, 2),
                **compute_metrics(faces.labels, probs)}
     return Evaluation(probs=probs, labels=faces.labels.copy(), metrics=metrics, faces=faces)
 
@@ -238,7 +239,8 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, *,
     out = Path(out_dir)
     m = evaluation.metrics
     title = f"{m['model']} on {Path(m['data']).name}" + (f" {m['split']}" if m["split"] else "")
-    title += " (TTA)" if m.get("tta") else ""
+    if m.get("tta"):
+        title += f" (TTA: {m['tta'] if isinstance(m['tta'], str) else 'flip'})"
     cm = np.asarray(m["confusion"])
     paths = {
         "metrics": write_json(json_path or out / "metrics.json", m),

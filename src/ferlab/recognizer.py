@@ -38,6 +38,7 @@ from .faces import (
     load_photo,
 )
 from .io_utils import atomic_write, write_json
+from .predict import average_probs, tta_mode
 
 # One colour per class (box, label, bar), chosen to read on photos and for colour-blind viewers
 # (Okabe-Ito palette).
@@ -94,7 +95,8 @@ class Recognizer:
 
     Args:
         model: ``"bundled"``, a model file, a run folder, an ensemble folder, or a loaded model.
-        tta: average each face's probabilities with its mirror image's.
+        tta: test-time augmentation: ``True``/``"flip"`` averages each face with its mirror,
+            ``"shift"`` also with 2-pixel shifts (see :func:`ferlab.predict.tta_views`).
         profile: also look for turned heads (slower, see :class:`~ferlab.faces.FaceDetector`).
         max_side: detect on a copy at most this many pixels on its longer side (None: full size).
         min_neighbors: the detector's vote threshold (higher: fewer false faces).
@@ -104,11 +106,12 @@ class Recognizer:
         >>> [(f.box, f.label) for f in rec.detect_emotions(rgb_array)]   # doctest: +SKIP
     """
 
-    def __init__(self, model: str | Path | torch.nn.Module = "bundled", *, tta: bool = False,
+    def __init__(self, model: str | Path | torch.nn.Module = "bundled", *,
+                 tta: bool | str = False,
                  profile: bool = False, max_side: int | None = DETECT_SIDE,
                  min_neighbors: int = 5) -> None:
         self.model = _load(model)
-        self.tta = tta
+        self.tta = tta_mode(tta)
         self.detector = FaceDetector(profile=profile, max_side=max_side,
                                      min_neighbors=min_neighbors)
         self.model_name = str(model) if not isinstance(model, torch.nn.Module) else "<model>"
@@ -127,9 +130,7 @@ class Recognizer:
         self.model.eval()
         try:
             x = torch.from_numpy(np.ascontiguousarray(crops)).unsqueeze(1).float().div_(255.0)
-            p = self.model(x).float().softmax(1)
-            if self.tta:
-                p = (p + self.model(x.flip(-1)).float().softmax(1)) / 2
+            p = average_probs(self.model, x, self.tta)
         finally:
             self.model.train(was_training)
         return p.numpy()
@@ -300,7 +301,7 @@ def _annotated_path(out: Path, photo: Path, many: bool) -> Path:
 
 
 def predict_photos(model: str, image: str, out: str | None = None, json_path: str | None = None,
-                   tta: bool = False) -> int:
+                   tta: bool | str = False) -> int:
     """``ferlab predict --image``: every face of a photo (or every photo in a folder).
 
     Prints one line per face (box, label, probabilities) and says so when a photo has no face.
