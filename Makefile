@@ -24,7 +24,7 @@ test: setup
 	$(BIN)/python -m pytest -rs
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 bench: setup
 	$(BIN)/python benchmarks/bench.py --data $(DATA)

@@ -53,6 +53,21 @@ def test_save_load_same_logits(tmp_path):
     torch.testing.assert_close(again(x), model(x))
 
 
+def test_half_storage_halves_bytes_and_keeps_predictions(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("vgg", width=8).eval()
+    x = torch.rand(16, 1, 48, 48)
+    full = save_model(model, tmp_path / "full.safetensors")
+    half = save_model(model, tmp_path / "half.safetensors", half=True)
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    again = load_model(half)
+    assert again.meta["stored_dtype"] == "float16"
+    assert all(p.dtype == torch.float32 for p in again.parameters())
+    # float16 keeps ~3 significant digits: logits move a little, the predicted class does not.
+    torch.testing.assert_close(again(x), model(x), atol=2e-2, rtol=2e-2)
+    assert torch.equal(again(x).argmax(1), model(x).argmax(1))
+
+
 def test_pickle_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "pwned"
 

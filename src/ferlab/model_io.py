@@ -27,11 +27,18 @@ def bundled_model_path() -> Path:
     return Path(__file__).parent / "assets" / "bundled.safetensors"
 
 
-def save_model(model: FERModel, path: str | Path, **info) -> Path:
-    """Write ``model`` to ``path`` (safetensors; config and ``info`` in its metadata)."""
+def save_model(model: FERModel, path: str | Path, *, half: bool = False, **info) -> Path:
+    """Write ``model`` to ``path`` (safetensors; config and ``info`` in its metadata).
+
+    ``half=True`` stores floating-point tensors as float16, half the bytes (for the bundled
+    model, which ships inside the package); loading puts them back into the model's float32
+    parameters, so only the stored precision changes.
+    """
     meta = {"format": FORMAT, "name": model.name, "kwargs": model.kwargs,
-            "classes": list(EMOTIONS), "image_size": IMAGE_SIZE, **info}
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+            "classes": list(EMOTIONS), "image_size": IMAGE_SIZE,
+            "stored_dtype": "float16" if half else "float32", **info}
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().to("cpu")
+             .contiguous() for k, v in model.state_dict().items()}
     atomic_write(path, lambda p: save_file(state, str(p), metadata={"ferlab": json.dumps(meta)}))
     return Path(path)
 
