@@ -276,7 +276,7 @@ def add_video(sub) -> None:
                    help="analyse one frame in N (default 1: every frame)")
     p.add_argument("--annotate", action="store_true", help="also write annotated.mp4")
     p.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
-    p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    _add_tta(p, shift=False)
 
 
 def cmd_video(args) -> int:
@@ -292,6 +292,14 @@ def cmd_video(args) -> int:
         if path:
             print(f"wrote {path}")
     return 0
+
+
+def _add_tta(p, shift: bool = True) -> None:
+    p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    if shift:
+        p.add_argument("--tta-shift", action="store_true",
+                       help="also average 2-pixel shifts of the face and its mirror (10 views, "
+                            "10x the time)")
 
 
 def _tta(args) -> str | None:
@@ -316,10 +324,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--split", choices=["PublicTest", "PrivateTest", "Training", "all"],
                    help="rows to score (default: the file's test rows when it has Usage, "
                         "else all rows)")
-    p.add_argument("--tta", action="store_true", help="average with the mirrored face")
-    p.add_argument("--tta-shift", action="store_true",
-                   help="also average 2-pixel shifts of the face and its mirror (10 views, 10x "
-                        "the time)")
+    _add_tta(p)
     p.add_argument("--out", default="evaluation", help="folder for the figures")
     p.add_argument("--json", help="metrics file (default OUT/metrics.json)")
     p.add_argument("--mistakes", type=_positive_int, default=6, metavar="N",
@@ -432,10 +437,7 @@ def add_predict(sub) -> None:
     p.add_argument("--json", help="with --image: also write the results as JSON")
     p.add_argument("--format", choices=["auto", "submission", "probs"], default="auto",
                    help="auto: submission for test.csv, probabilities otherwise")
-    p.add_argument("--tta", action="store_true", help="average with the mirrored face")
-    p.add_argument("--tta-shift", action="store_true",
-                   help="also average 2-pixel shifts of the face and its mirror (10 views, 10x "
-                        "the time)")
+    _add_tta(p)
     p.add_argument("--batch-size", type=_positive_int, default=256)
     p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
 
