@@ -5,7 +5,8 @@ public-domain photos that ship inside installed packages, and classifier images/
 1 and 64, beside the `fer` package's figures measured on this machine type. Optional:
 ``--framing DATA`` measures where the Haar box falls inside FER2013 faces (the crop margin).
 
-    python benchmarks/bench_faces.py [--model bundled] [--repeat 20] [--framing fer2013.csv.gz]
+    python benchmarks/bench_faces.py [--model bundled] [--repeat 20] [--step 1.1]
+                                     [--framing fer2013.csv.gz]
 
 Run on an idle machine: the figures are wall-clock times.
 """
@@ -25,7 +26,7 @@ import torch
 from PIL import Image
 
 from ferlab.errors import FerlabError
-from ferlab.faces import crop_faces, load_photo
+from ferlab.faces import SCALE_FACTOR, FaceDetector, crop_faces, load_photo
 from ferlab.recognizer import Recognizer
 
 FER_PACKAGE = {"end_to_end_ms": 26.0, "classifier_img_s": 2443.0}  # fer, measured on this machine
@@ -141,12 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true", help="also time with the profile cascade")
     ap.add_argument("--framing", metavar="DATA", help="fer2013.csv(.gz): measure the crop margin")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--step", type=float, default=SCALE_FACTOR,
+                    help=f"Haar step between face sizes (default {SCALE_FACTOR}, ferlab's)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, label = load_model_or_stand_in(args.model)
     print(f"model: {label}; torch threads {torch.get_num_threads()}; cpus {os.cpu_count()}")
     rec = Recognizer(model)
+    rec.detector = FaceDetector(scale_factor=args.step)
+    print(f"Haar step between face sizes: {args.step}")
     profile_rec = Recognizer(model, profile=True) if args.profile else None
     bench_photos(rec, args.repeat, profile_rec)
     bench_classifier(rec, max(args.repeat, 50))

@@ -66,11 +66,11 @@ def detectors(extra_site: str | None) -> dict:
     dets = {
         "haar alt2 (ferlab)": FaceDetector(),
         "haar alt2, full size": FaceDetector(max_side=None),
-        "haar default": FaceDetector(frontal="default"),
-        "haar alt2 + profile": FaceDetector(profile=True),
+        "haar default, step 1.2": FaceDetector(frontal="default", scale_factor=1.2),
+        "haar alt2 + profile, 1.2": FaceDetector(profile=True, scale_factor=1.2),
     }
     # The size/step trade-off behind DETECT_SIDE and SCALE_FACTOR.
-    for side, step in [(320, 1.1), (320, 1.15), (320, 1.25), (256, 1.2), (256, 1.25)]:
+    for side, step in [(320, 1.15), (320, 1.2), (320, 1.25), (256, 1.2), (256, 1.25)]:
         dets[f"haar alt2, {side} px step {step}"] = FaceDetector(max_side=side, scale_factor=step)
     lbp = Cascade(str(Path(skimage.data.__file__).parent / "lbpcascade_frontalface_opencv.xml"))
     dets["skimage LBP cascade"] = lambda g: [

@@ -53,8 +53,7 @@ def tta_views(x: torch.Tensor, tta: bool | str | None) -> list[torch.Tensor]:
     * ``"shift"``: those two, each also moved ``SHIFT_PX`` pixels up, down, left and right (edge
       pixels repeated): 10 views, 10x the time. On PublicTest it gained 0.4 points over
       ``flip`` for a width-32 vgg and lost 0.3 for the width-48 bundled model
-      (``benchmarks/RESULTS.md``), so ``flip`` is the one recommended; zoomed views did not
-      help.
+      (``benchmarks/RESULTS.md``), so ``flip`` is the one recommended.
 
     Example:
         >>> len(tta_views(torch.zeros(2, 1, 48, 48), "shift"))
