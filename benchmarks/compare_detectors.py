@@ -16,8 +16,10 @@ Test sets, all from installed packages (nothing downloaded):
 * real photos with one face: scikit-image's astronaut and matplotlib's Grace Hopper;
 * pictures without a face: the 100 LFW non-face patches pasted the same way, and scikit-image's
   coffee, chelsea (a cat), rocket, coins, brick, grass.
+* small faces (``--sizes``): the 100 LFW faces pasted at sides from 7.5 % to 19 % of the longer
+  side of a 640x480 canvas (48 to 120 px), to see which settings lose the smallest faces.
 
-    python benchmarks/compare_detectors.py [--extra-site /path/to/site-packages]
+    python benchmarks/compare_detectors.py [--extra-site /path/to/site-packages] [--sizes]
 """
 
 from __future__ import annotations
@@ -37,19 +39,47 @@ SIDE = 100  # pasted LFW face side (25 px enlarged 4x)
 PLACES = [(40, 40), (300, 50), (60, 300), (320, 320)]
 
 
-def canvases(patches: np.ndarray, seed: int = 0) -> list[tuple[np.ndarray, list[tuple]]]:
+SWEEP_SIDES = [48, 54, 60, 68, 76, 86, 96, 108, 120]  # pasted face sides on a 640x480 canvas
+
+
+def canvases(patches: np.ndarray, seed: int = 0, side: int = SIDE, shape=(480, 480),
+             places=PLACES) -> list[tuple[np.ndarray, list[tuple]]]:
     rng = np.random.default_rng(seed)
+    h, w = shape
     out = []
-    for i in range(0, len(patches), len(PLACES)):
-        yy, xx = np.mgrid[0:480, 0:480]
-        c = (90 + 60 * xx / 480 + rng.normal(0, 4, (480, 480))).clip(0, 255).astype(np.uint8)
+    for i in range(0, len(patches), len(places)):
+        c = (90 + 60 * np.mgrid[0:h, 0:w][1] / w + rng.normal(0, 4, (h, w)))
+        c = c.clip(0, 255).astype(np.uint8)
         boxes = []
-        for p, (x, y) in zip(patches[i:i + len(PLACES)], PLACES, strict=False):
-            c[y:y + SIDE, x:x + SIDE] = cv2.resize((p * 255).astype(np.uint8), (SIDE, SIDE),
+        for p, (x, y) in zip(patches[i:i + len(places)], places, strict=False):
+            c[y:y + side, x:x + side] = cv2.resize((p * 255).astype(np.uint8), (side, side),
                                                    interpolation=cv2.INTER_CUBIC)
-            boxes.append((x, y, SIDE, SIDE))
+            boxes.append((x, y, side, side))
         out.append((c, boxes))
     return out
+
+
+def size_sweep(dets: dict, lfw_faces: np.ndarray) -> None:
+    """Recall of the 100 LFW faces pasted at each side in SWEEP_SIDES (640x480 canvases)."""
+    places = [(60, 50), (420, 70), (90, 300), (400, 320)]
+    sets = {s: canvases(lfw_faces, seed=2, side=s, shape=(480, 640), places=places)
+            for s in SWEEP_SIDES}
+    print("\nsmall faces: LFW recall (of 100) by face side on a 640x480 canvas "
+          "(% of the longer side)")
+    print(f"{'detector':<34}" + "".join(f"{f'{s}px':>7}" for s in SWEEP_SIDES) + f"{'ms':>7}")
+    print(f"{'':<34}" + "".join(f"{f'{100 * s / 640:.1f}%':>7}" for s in SWEEP_SIDES))
+    for name, det in dets.items():
+        row, times = [], []
+        for s in SWEEP_SIDES:
+            tp = 0
+            for c, gts in sets[s]:
+                t = time.perf_counter()
+                bs = boxes_of(det, c)
+                times.append(time.perf_counter() - t)
+                tp += sum(any(hit(b, g) for b in bs) for g in gts)
+            row.append(tp)
+        print(f"{name:<34}" + "".join(f"{v:>7}" for v in row)
+              + f"{statistics.median(times) * 1e3:>7.1f}", flush=True)
 
 
 def hit(det: tuple, gt: tuple) -> bool:
@@ -69,9 +99,12 @@ def detectors(extra_site: str | None) -> dict:
         "haar default, step 1.2": FaceDetector(frontal="default", scale_factor=1.2),
         "haar alt2 + profile, 1.2": FaceDetector(profile=True, scale_factor=1.2),
     }
-    # The size/step trade-off behind DETECT_SIDE and SCALE_FACTOR.
-    for side, step in [(320, 1.15), (320, 1.2), (320, 1.25), (256, 1.2), (256, 1.25)]:
-        dets[f"haar alt2, {side} px step {step}"] = FaceDetector(max_side=side, scale_factor=step)
+    # The size/step trade-off behind DETECT_SIDE, MIN_PX and SCALE_FACTOR.
+    for side, min_px, step in [(320, 24, 1.15), (320, 24, 1.2), (320, 24, 1.25), (256, 24, 1.2),
+                               (256, 24, 1.25), (267, 20, 1.1), (267, 20, 1.15), (267, 20, 1.2),
+                               (240, 20, 1.15)]:
+        dets[f"haar alt2, {side} px min {min_px} step {step}"] = FaceDetector(
+            max_side=side, scale_factor=step, min_px=min_px)
     lbp = Cascade(str(Path(skimage.data.__file__).parent / "lbpcascade_frontalface_opencv.xml"))
     dets["skimage LBP cascade"] = lambda g: [
         (d["c"], d["r"], d["width"], d["height"]) for d in lbp.detect_multi_scale(
@@ -98,12 +131,18 @@ def boxes_of(det, g) -> list[tuple]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--extra-site", help="a site-packages folder to append (for dlib)")
+    ap.add_argument("--sizes", action="store_true",
+                    help="only the small-face sweep, for the Haar settings")
     args = ap.parse_args(argv)
     import matplotlib
     import skimage.data as sd
     from PIL import Image
 
     lfw = sd.lfw_subset()
+    if args.sizes:
+        size_sweep({k: d for k, d in detectors(None).items() if isinstance(d, FaceDetector)},
+                   lfw[:100])
+        return 0
     faces, nonfaces = canvases(lfw[:100]), canvases(lfw[100:], seed=1)
     hopper = np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" /
                                    "grace_hopper.jpg").convert("L"))

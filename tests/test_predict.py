@@ -13,7 +13,7 @@ import torch
 from ferlab.cli import main
 from ferlab.errors import ConfigError, ModelError
 from ferlab.model_io import load_model
-from ferlab.predict import predict_faces, predict_file, submission_text, tta_views
+from ferlab.predict import bf16_is_native, predict_faces, predict_file, submission_text, tta_views
 from ferlab.synthetic import (
     make_faces,
     write_fer2013_csv,
@@ -60,6 +60,15 @@ def test_probabilities_for_fer2013_rows_and_folders(eval_run, tmp_path, small_fa
     with open(tmp_path / "f.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 14 and rows[0]["file"].endswith(".png") and "emotion" in rows[0]
+
+
+def test_bf16_prediction_is_close_to_float32(eval_run, small_faces):
+    model = load_model(eval_run)
+    fp32 = predict_faces(model, small_faces.images[:32], progress=False)
+    bf16 = predict_faces(model, small_faces.images[:32], bf16=True, progress=False)
+    assert np.abs(bf16 - fp32).max() < 0.05
+    assert (bf16.argmax(1) == fp32.argmax(1)).mean() >= 0.9
+    assert isinstance(bf16_is_native(), bool)
 
 
 def test_tta_on_a_symmetric_face_changes_nothing(eval_run):

@@ -181,8 +181,8 @@ class Evaluation:
 
 
 def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = False, *,
-                   batch_size: int = 256, progress: bool = True, model_name: str | None = None,
-                   split: str = "") -> Evaluation:
+                   bf16: bool = False, batch_size: int = 256, progress: bool = True,
+                   model_name: str | None = None, split: str = "") -> Evaluation:
     """Predict ``faces`` with ``model`` and score the predictions.
 
     Args:
@@ -190,6 +190,7 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
         faces: labelled faces (select a split first with ``data.select_split``).
         tta: test-time augmentation: ``True``/``"flip"`` (mirror) or ``"shift"`` (mirror and
             2-pixel shifts, 10 views); see :func:`ferlab.predict.tta_views`.
+        bf16: predict under bfloat16 autocast (as training validates; faster on bf16 CPUs).
         model_name: stored as ``metrics["model"]`` (default: the model's registry name).
         split: stored as ``metrics["split"]``.
 
@@ -207,10 +208,12 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
         raise DataError(f"{faces.source}: faces have no labels (a test.csv?); evaluation needs "
                         "labelled faces; use 'ferlab predict' for unlabelled ones")
     t0 = time.perf_counter()
-    probs = predict_faces(model, faces, tta=tta, batch_size=batch_size, progress=progress)
+    probs = predict_faces(model, faces, tta=tta, bf16=bf16, batch_size=batch_size,
+                          progress=progress)
     seconds = time.perf_counter() - t0
     metrics = {"model": model_name or model_description(model), "data": faces.source,
-               "split": split, "tta": tta_mode(tta) or False, "seconds": round(seconds, 2),
+               "split": split, "tta": tta_mode(tta) or False, "bf16": bf16,
+               "seconds": round(seconds, 2),
                **compute_metrics(faces.labels, probs)}
     return Evaluation(probs=probs, labels=faces.labels.copy(), metrics=metrics, faces=faces)
 

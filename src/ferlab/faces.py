@@ -66,6 +66,9 @@ DETECT_SIDE = 320
 # 0.6x, but it misses faces near the smallest searched size (see the module doc), so 1.1.
 SCALE_FACTOR = 1.1
 
+# Smallest face searched, in pixels of the detection copy (the alt2 cascade's window is 20 px).
+MIN_PX = 24
+
 FRONTAL_CASCADES = {"default": "haarcascade_frontalface_default.xml",
                     "alt2": "haarcascade_frontalface_alt2.xml"}
 _PROFILE = "haarcascade_profileface.xml"
@@ -122,11 +125,13 @@ class FaceDetector:
 
     def __init__(self, profile: bool = False, max_side: int | None = DETECT_SIDE,
                  min_neighbors: int = 5, scale_factor: float = SCALE_FACTOR,
-                 min_size: float = 0.0, frontal: str = "alt2") -> None:
+                 min_size: float = 0.0, frontal: str = "alt2", min_px: int = MIN_PX) -> None:
         if max_side is not None and max_side < 48:
             raise ConfigError(f"max_side must be at least 48 pixels, got {max_side}")
         if not scale_factor > 1.0:
             raise ConfigError(f"scale_factor must be > 1, got {scale_factor}")
+        if min_px < 20:
+            raise ConfigError(f"min_px must be at least 20 (the cascade's window), got {min_px}")
         if min_neighbors < 0:
             raise ConfigError(f"min_neighbors must be >= 0, got {min_neighbors}")
         self.profile = profile
@@ -134,6 +139,7 @@ class FaceDetector:
         self.min_neighbors = min_neighbors
         self.scale_factor = scale_factor
         self.min_size = min_size
+        self.min_px = min_px
         if frontal not in FRONTAL_CASCADES:
             raise ConfigError(f"frontal cascade must be one of {list(FRONTAL_CASCADES)}, got "
                               f"{frontal!r}")
@@ -161,7 +167,7 @@ class FaceDetector:
             g = gray
         # No histogram equalisation: on scikit-image's astronaut it added a false face (the
         # shoulder patch) at every detection size tried, and found no face the plain image missed.
-        min_px = max(24, round(self.min_size * min(g.shape)))
+        min_px = max(self.min_px, round(self.min_size * min(g.shape)))
         boxes = [Box(*b, kind="frontal") for b in self._run(self._frontal, g, min_px)]
         if self._profile is not None:
             gw = g.shape[1]

@@ -38,7 +38,7 @@ from .faces import (
     load_photo,
 )
 from .io_utils import atomic_write, write_json
-from .predict import average_probs, tta_mode
+from .predict import autocast_bf16, average_probs, bf16_is_native, tta_mode
 
 # One colour per class (box, label, bar), chosen to read on photos and for colour-blind viewers
 # (Okabe-Ito palette).
@@ -97,6 +97,9 @@ class Recognizer:
         model: ``"bundled"``, a model file, a run folder, an ensemble folder, or a loaded model.
         tta: test-time augmentation: ``True``/``"flip"`` averages each face with its mirror,
             ``"shift"`` also with 2-pixel shifts (see :func:`ferlab.predict.tta_views`).
+        bf16: classify under bfloat16 autocast, as training validates; None (default) turns it on
+            where the CPU computes bf16 natively (:func:`ferlab.predict.bf16_is_native`), where it
+            takes about 30% less time per face.
         profile: also look for turned heads (slower, see :class:`~ferlab.faces.FaceDetector`).
         max_side: detect on a copy at most this many pixels on its longer side (None: full size).
         min_neighbors: the detector's vote threshold (higher: fewer false faces).
@@ -107,11 +110,15 @@ class Recognizer:
     """
 
     def __init__(self, model: str | Path | torch.nn.Module = "bundled", *,
-                 tta: bool | str = False,
+                 tta: bool | str = False, bf16: bool | None = None,
                  profile: bool = False, max_side: int | None = DETECT_SIDE,
                  min_neighbors: int = 5) -> None:
+        owned = not isinstance(model, torch.nn.Module)
         self.model = _load(model)
+        if owned:  # a model we loaded ourselves: channels-last convolutions are faster here
+            self.model.to(memory_format=torch.channels_last)
         self.tta = tta_mode(tta)
+        self.bf16 = bf16_is_native() if bf16 is None else bool(bf16)
         self.detector = FaceDetector(profile=profile, max_side=max_side,
                                      min_neighbors=min_neighbors)
         self.model_name = str(model) if not isinstance(model, torch.nn.Module) else "<model>"
@@ -130,7 +137,8 @@ class Recognizer:
         self.model.eval()
         try:
             x = torch.from_numpy(np.ascontiguousarray(crops)).unsqueeze(1).float().div_(255.0)
-            p = average_probs(self.model, x, self.tta)
+            with autocast_bf16(self.bf16):
+                p = average_probs(self.model, x, self.tta, torch.channels_last)
         finally:
             self.model.train(was_training)
         return p.numpy()
