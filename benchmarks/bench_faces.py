@@ -5,8 +5,8 @@ public-domain photos that ship inside installed packages, and classifier images/
 1 and 64, beside the `fer` package's figures measured on this machine type. Optional:
 ``--framing DATA`` measures where the Haar box falls inside FER2013 faces (the crop margin).
 
-    python benchmarks/bench_faces.py [--model bundled] [--repeat 20] [--step 1.1]
-                                     [--framing fer2013.csv.gz]
+    python benchmarks/bench_faces.py [--model bundled] [--repeat 20] [--detector haar]
+                                     [--step 1.1] [--framing fer2013.csv.gz]
 
 Run on an idle machine: the figures are wall-clock times.
 """
@@ -26,7 +26,14 @@ import torch
 from PIL import Image
 
 from ferlab.errors import FerlabError
-from ferlab.faces import SCALE_FACTOR, FaceDetector, crop_faces, load_photo
+from ferlab.faces import (
+    DEFAULT_DETECTOR,
+    DETECTORS,
+    SCALE_FACTOR,
+    FaceDetector,
+    crop_faces,
+    load_photo,
+)
 from ferlab.recognizer import Recognizer
 
 FER_PACKAGE = {"end_to_end_ms": 26.0, "classifier_img_s": 2443.0}  # fer, measured on this machine
@@ -107,32 +114,42 @@ def bench_classifier(rec: Recognizer, repeat: int) -> None:
 
 
 def framing(data: str, n: int = 2000) -> None:
-    """Side of the Haar box found in FER2013 faces over the 48-pixel frame, and its centre."""
+    """Where each detector's box falls inside FER2013 faces: side over the 48-pixel frame's side,
+    and the frame's centre relative to the box centre (in box sides); ferlab.faces.FRAMING."""
     import cv2
 
+    from ferlab.blazeface import BlazeFaceDetector
     from ferlab.data import load_faces
 
     faces = load_faces(data)
     step = max(1, len(faces) // n)
     images = faces.images[::step][:n]
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_alt2.xml")
-    rel, cx, cy = [], [], []
-    s, pad = 4, 48  # enlarge 4x and pad so the 24-px Haar window can frame the whole face
-    for g in images:
-        big = cv2.copyMakeBorder(cv2.resize(g, (48 * s, 48 * s), interpolation=cv2.INTER_CUBIC),
-                                 pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        found = cascade.detectMultiScale(big, 1.05, 3, minSize=(80, 80))
-        if len(found) == 0:
-            continue
-        x, y, w, h = max(found, key=lambda b: b[2] * b[3])
-        rel.append(w / (48 * s))
-        cx.append((x - pad + w / 2) / (48 * s))
-        cy.append((y - pad + h / 2) / (48 * s))
-    q = np.percentile(rel, [25, 50, 75])
-    print(f"\nFER2013 framing ({data}): Haar found a face in {len(rel)} of {len(images)}; box side "
-          f"/ frame side: median {q[1]:.3f} (quartiles {q[0]:.3f}-{q[2]:.3f}); centre at "
-          f"({np.median(cx):.3f}, {np.median(cy):.3f}) of the frame -> crop scale "
-          f"{1 / q[1]:.3f}")
+    blaze = BlazeFaceDetector()
+    finders = {
+        "haar alt2": lambda big: cascade.detectMultiScale(big, 1.05, 3, minSize=(80, 80)),
+        "blazeface": lambda big: [b[:4] for b in blaze(big)],
+    }
+    s, pad = 4, 48  # enlarge 4x and pad so the detector can frame the whole face
+    for name, find in finders.items():
+        rel, dx, dy = [], [], []
+        for g in images:
+            big = cv2.copyMakeBorder(cv2.resize(g, (48 * s, 48 * s),
+                                                interpolation=cv2.INTER_CUBIC),
+                                     pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+            found = find(big)
+            if len(found) == 0:
+                continue
+            x, y, w, h = max(found, key=lambda b: b[2] * b[3])
+            side = max(w, h)
+            rel.append(side / (48 * s))
+            dx.append((pad + 24 * s - (x + w / 2)) / side)  # frame centre - box centre
+            dy.append((pad + 24 * s - (y + h / 2)) / side)
+        q = np.percentile(rel, [25, 50, 75])
+        print(f"\nFER2013 framing, {name} ({data}): a face in {len(rel)} of {len(images)}; box "
+              f"side / frame side: median {q[1]:.3f} (quartiles {q[0]:.3f}-{q[2]:.3f}); frame "
+              f"centre - box centre: ({np.median(dx):+.3f}, {np.median(dy):+.3f}) box sides -> "
+              f"crop scale {1 / q[1]:.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,16 +159,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true", help="also time with the profile cascade")
     ap.add_argument("--framing", metavar="DATA", help="fer2013.csv(.gz): measure the crop margin")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
+                    help=f"face detector (default {DEFAULT_DETECTOR}, ferlab's)")
     ap.add_argument("--step", type=float, default=SCALE_FACTOR,
                     help=f"Haar step between face sizes (default {SCALE_FACTOR}, ferlab's)")
+    ap.add_argument("--fp32", action="store_true",
+                    help="classify in float32 (default: bf16 where the CPU has it, as ferlab)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, label = load_model_or_stand_in(args.model)
     print(f"model: {label}; torch threads {torch.get_num_threads()}; cpus {os.cpu_count()}")
-    rec = Recognizer(model)
-    rec.detector = FaceDetector(scale_factor=args.step)
-    print(f"Haar step between face sizes: {args.step}")
+    rec = Recognizer(model, detector=args.detector, bf16=False if args.fp32 else None)
+    if args.detector == "haar":
+        rec.detector = FaceDetector(scale_factor=args.step)
+        print(f"detector: Haar alt2, step between face sizes {args.step}")
+    else:
+        print("detector: BlazeFace (full range)")
+    print(f"classifier in {'bf16' if rec.bf16 else 'float32'}")
     profile_rec = Recognizer(model, profile=True) if args.profile else None
     bench_photos(rec, args.repeat, profile_rec)
     bench_classifier(rec, max(args.repeat, 50))

@@ -17,7 +17,10 @@ Test sets, all from installed packages (nothing downloaded):
 * pictures without a face: the 100 LFW non-face patches pasted the same way, and scikit-image's
   coffee, chelsea (a cat), rocket, coins, brick, grass.
 * small faces (``--sizes``): the 100 LFW faces pasted at sides from 7.5 % to 19 % of the longer
-  side of a 640x480 canvas (48 to 120 px), to see which settings lose the smallest faces.
+  side of a 640x480 canvas (48 to 120 px), to see which settings lose the smallest faces; and
+  real heads with their context (astronaut, Grace Hopper, scikit-image's cameraman, each also
+  mirrored, 4 places each: 24 per size) shrunk to face sides of 24 to 120 px on the same canvas.
+  LFW's tight 25-px crops show no hair or chin, which BlazeFace needs and photos have.
 
     python benchmarks/compare_detectors.py [--extra-site /path/to/site-packages] [--sizes]
 """
@@ -33,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferlab.faces import FaceDetector
+from ferlab.faces import BlazeFaceFinder, FaceDetector
 
 SIDE = 100  # pasted LFW face side (25 px enlarged 4x)
 PLACES = [(40, 40), (300, 50), (60, 300), (320, 320)]
@@ -57,6 +60,79 @@ def canvases(patches: np.ndarray, seed: int = 0, side: int = SIDE, shape=(480, 4
             boxes.append((x, y, side, side))
         out.append((c, boxes))
     return out
+
+
+def real_heads(side: int, seed: int = 0) -> list[tuple[np.ndarray, tuple]]:
+    """24 canvases 640x480, each with one real head whose face is ``side`` px wide."""
+    import matplotlib
+    import skimage.data as sd
+    from PIL import Image
+
+    hopper = np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" /
+                                   "grace_hopper.jpg").convert("L"))
+    photos = [(cv2.cvtColor(sd.astronaut(), cv2.COLOR_RGB2GRAY), (176, 66, 95, 95)),
+              (hopper, (150, 102, 230, 230)), (sd.camera(), (204, 125, 71, 71))]
+    rng = np.random.default_rng(seed)
+    out = []
+    for g, (x, y, w, _) in photos:
+        for src, fx in ((g, x), (g[:, ::-1], g.shape[1] - x - w)):
+            k = side / w
+            r = cv2.resize(src, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+            cx, cy = (fx + w / 2) * k, (y + w / 2) * k
+            half = int(1.25 * side)  # 2.5 face sides of context
+            pad = cv2.copyMakeBorder(r, half, half, half, half, cv2.BORDER_REPLICATE)
+            head = pad[int(cy):int(cy) + 2 * half, int(cx):int(cx) + 2 * half]
+            for _ in range(4):
+                c = 90 + 60 * np.mgrid[0:480, 0:640][1] / 640 + rng.normal(0, 4, (480, 640))
+                c = c.clip(0, 255).astype(np.uint8)
+                px, py = rng.integers(0, 640 - 2 * half), rng.integers(0, 480 - 2 * half)
+                c[py:py + 2 * half, px:px + 2 * half] = head
+                out.append((c, (px + half - side // 2, py + half - side // 2, side, side)))
+    return out
+
+
+def real_sweep(dets: dict) -> None:
+    """Recall of real heads (with context) by face side, and boxes that are not the face."""
+    sides = [24, 32, 40] + SWEEP_SIDES
+    sets = {s: real_heads(s) for s in sides}
+    print("\nreal heads: recall (of 24) by face side on a 640x480 canvas; extra = boxes that "
+          "are not the face")
+    print(f"{'detector':<34}" + "".join(f"{f'{s}px':>6}" for s in sides) + f"{'extra':>7}")
+    for name, det in dets.items():
+        row, extra = [], 0
+        for s in sides:
+            tp = 0
+            for c, gt in sets[s]:
+                bs = boxes_of(det, c)
+                tp += any(hit(b, gt) for b in bs)
+                extra += sum(not hit(b, gt) for b in bs)
+            row.append(tp)
+        print(f"{name:<34}" + "".join(f"{v:>6}" for v in row) + f"{extra:>7}", flush=True)
+
+
+def blaze_framing() -> None:
+    """BlazeFace's box against Haar's on the real heads both find (face sides 60-120 px): the
+    numbers behind ``ferlab.faces.BLAZE_SCALE`` / ``BLAZE_DX`` / ``BLAZE_DY``, which map a
+    BlazeFace box to the FER2013 framing that Haar's box was calibrated to."""
+    from ferlab.faces import CROP_SCALE, crop_box
+
+    haar, blaze = FaceDetector(), BlazeFaceFinder()
+    ratio, dx, dy = [], [], []
+    for side in [60, 68, 76, 86, 96, 108, 120]:
+        for c, gt in real_heads(side, seed=3):
+            h = [b for b in haar(c) if hit((b.x, b.y, b.w, b.h), gt)]
+            z = [b for b in blaze(c) if hit((b.x, b.y, b.w, b.h), gt)]
+            if h and z:
+                hx, hy, hs = crop_box(h[0])  # the FER2013 frame, from Haar's box
+                zs = max(z[0].w, z[0].h)
+                ratio.append(hs / zs)
+                dx.append((hx + hs / 2 - z[0].x - z[0].w / 2) / zs)
+                dy.append((hy + hs / 2 - z[0].y - z[0].h / 2) / zs)
+    q = np.percentile(ratio, [25, 50, 75])
+    print(f"\nBlazeFace vs Haar on {len(ratio)} real heads found by both: FER2013 frame side / "
+          f"BlazeFace box side: median {q[1]:.3f} (quartiles {q[0]:.3f}-{q[2]:.3f}; Haar's is "
+          f"{CROP_SCALE}); frame centre - box centre: ({np.median(dx):+.3f}, "
+          f"{np.median(dy):+.3f}) box sides")
 
 
 def size_sweep(dets: dict, lfw_faces: np.ndarray) -> None:
@@ -94,7 +170,9 @@ def detectors(extra_site: str | None) -> dict:
     from skimage.feature import Cascade
 
     dets = {
-        "haar alt2 (ferlab)": FaceDetector(),
+        "blazeface 0.5 (ferlab)": BlazeFaceFinder(),
+        "blazeface 0.6 (MediaPipe's)": BlazeFaceFinder(score_threshold=0.6),
+        "haar alt2": FaceDetector(),
         "haar alt2, full size": FaceDetector(max_side=None),
         "haar default, step 1.2": FaceDetector(frontal="default", scale_factor=1.2),
         "haar alt2 + profile, 1.2": FaceDetector(profile=True, scale_factor=1.2),
@@ -140,8 +218,11 @@ def main(argv: list[str] | None = None) -> int:
 
     lfw = sd.lfw_subset()
     if args.sizes:
-        size_sweep({k: d for k, d in detectors(None).items() if isinstance(d, FaceDetector)},
-                   lfw[:100])
+        dets = {k: d for k, d in detectors(None).items()
+                if isinstance(d, FaceDetector | BlazeFaceFinder)}
+        blaze_framing()
+        real_sweep(dets)
+        size_sweep(dets, lfw[:100])
         return 0
     faces, nonfaces = canvases(lfw[:100]), canvases(lfw[100:], seed=1)
     hopper = np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" /

@@ -13,6 +13,8 @@ from ferlab.constants import IMAGE_SIZE
 from ferlab.errors import ConfigError, DataError
 from ferlab.faces import (
     CROP_SCALE,
+    FRAMING,
+    BlazeFaceFinder,
     Box,
     FaceDetector,
     crop_box,
@@ -21,6 +23,7 @@ from ferlab.faces import (
     detect_faces,
     list_photos,
     load_photo,
+    make_detector,
 )
 
 # The astronaut's face patch with context (the detector needs some) and her face inside it.
@@ -32,20 +35,48 @@ def _patch(rgb):
     return np.ascontiguousarray(rgb[PATCH])
 
 
-def _assert_box(found: Box, expected: tuple[int, int, int, int], min_iou: float = 0.75):
-    iou = found.iou(Box(*expected))
-    assert iou >= min_iou, f"found {found}, expected {expected} (IoU {iou:.2f})"
+def _square(box: Box) -> Box:
+    x, y, side = crop_box(box)
+    return Box(x, y, side, side)
 
 
-def test_finds_the_astronaut_face(astronaut):
+def _assert_box(found: Box, expected: tuple[int, int, int, int], min_iou: float = 0.7):
+    """``found`` frames the face as a Haar box ``expected`` does: compared as the squares each
+    cuts out (every detector's box is mapped to the FER2013 framing, see faces.FRAMING). The two
+    detectors' frames of one face differ by up to ~15 % in side (compare_detectors.py --sizes),
+    hence 0.7 across detectors."""
+    iou = _square(found).iou(_square(Box(*expected)))
+    assert iou >= min_iou, f"found {found}, expected {expected} (crop IoU {iou:.2f})"
+
+
+@pytest.mark.parametrize("name", ["blazeface", "haar"])
+def test_finds_the_astronaut_face(astronaut, name):
     rgb, box = astronaut
-    faces = detect_faces(load_photo(rgb).gray)
+    faces = detect_faces(load_photo(rgb).gray, make_detector(name))
     assert len(faces) == 1
-    _assert_box(faces[0], box, 0.8)
-    assert faces[0].kind == "frontal"
+    _assert_box(faces[0], box, 0.8 if name == "haar" else 0.7)
+    assert faces[0].kind == {"blazeface": "blazeface", "haar": "frontal"}[name]
 
 
-@pytest.mark.parametrize("max_side", [320, None])
+def test_detector_by_name_and_profile_means_haar():
+    assert isinstance(make_detector(), FaceDetector)
+    assert isinstance(make_detector("blazeface"), BlazeFaceFinder)
+    assert isinstance(make_detector(profile=True), FaceDetector)
+    with pytest.raises(ConfigError, match="Haar"):
+        make_detector("blazeface", profile=True)
+    with pytest.raises(ConfigError, match="detector"):
+        make_detector("mtcnn")
+
+
+def test_blazeface_crop_moves_up_and_grows_as_calibrated():
+    scale, dx, dy = FRAMING["blazeface"]
+    x, y, side = crop_box(Box(100, 100, 100, 100, kind="blazeface"))
+    assert side == round(100 * scale)
+    assert (x + side / 2, y + side / 2) == pytest.approx((150 + 100 * dx, 150 + 100 * dy),
+                                                          abs=0.5)
+
+
+@pytest.mark.parametrize("max_side", [320, None, "blazeface"])
 def test_faces_pasted_at_known_places_are_found_and_cropped(astronaut, max_side):
     rgb, _ = astronaut
     patch = _patch(rgb)
@@ -57,7 +88,9 @@ def test_faces_pasted_at_known_places_are_found_and_cropped(astronaut, max_side)
     expected = [(450 + round(1.5 * fx), 300 + round(1.5 * fy), round(1.5 * fw), round(1.5 * fh)),
                 (30 + fx, 20 + fy, fw, fh)]  # largest first
     photo = load_photo(canvas)
-    faces = FaceDetector(max_side=max_side)(photo.gray)
+    detector = (BlazeFaceFinder() if max_side == "blazeface" else
+                FaceDetector(max_side=max_side))
+    faces = detector(photo.gray)
     assert len(faces) == 2
     for f, e in zip(faces, expected, strict=True):
         _assert_box(f, e)
@@ -90,9 +123,10 @@ def paste_synthetic(n: int = 3, scale: int = 3, seed: int = 5):
 
 
 def test_synthetic_faces_pasted_at_known_places_are_cropped_back():
-    # Haar fires on the synthetic faces too (head, eyes, brows, nose, mouth in the right places).
+    # Haar fires on the synthetic faces too (head, eyes, brows, nose, mouth in the right places);
+    # BlazeFace, trained on photos, finds 2 of these 3 drawings, so this is Haar's test.
     canvas, faces, boxes = paste_synthetic(3)
-    found = detect_faces(canvas)
+    found = detect_faces(canvas, make_detector("haar"))
     assert len(found) == 3
     by_place = sorted(found, key=lambda b: b.x)
     for f, e, img in zip(by_place, sorted(boxes), faces.images[np.argsort([b[0] for b in boxes])],
@@ -208,7 +242,7 @@ def test_odd_image_modes_give_the_same_face(astronaut, tmp_path, make):
     assert photo.rgb.shape == (512, 512, 3)
     faces = detect_faces(photo.gray)
     assert len(faces) == 1
-    _assert_box(faces[0], box, 0.8)
+    _assert_box(faces[0], box)
     ref = crop_face(load_photo(rgb).gray, faces[0])
     assert np.abs(crop_face(photo.gray, faces[0]).astype(int) - ref).mean() < 12
 

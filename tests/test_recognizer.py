@@ -57,7 +57,9 @@ def test_detect_emotions_on_a_real_photo(model_file, astronaut):
     faces = rec.detect_emotions(rgb)
     assert len(faces) == 1
     f = faces[0]
-    assert f.box.iou(Box(*box)) > 0.8
+    from test_faces import _assert_box
+
+    _assert_box(f.box, box)
     assert list(f.probabilities) == list(EMOTIONS)
     assert sum(f.probabilities.values()) == pytest.approx(1.0, abs=1e-4)
     assert f.label == max(f.probabilities, key=f.probabilities.get)
@@ -77,7 +79,7 @@ def test_classes_keep_their_order_end_to_end(shift_run):
     # this recipe: 80 of 80 faces right over 10 seeds at 2x and 3x.)
     from test_faces import paste_synthetic
 
-    rec = Recognizer(shift_run)
+    rec = Recognizer(shift_run, detector="haar")  # BlazeFace misses some drawn faces
     right = total = 0
     for seed in (11, 12, 13):
         canvas, faces, boxes = paste_synthetic(4, seed=seed)

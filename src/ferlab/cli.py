@@ -276,6 +276,7 @@ def add_video(sub) -> None:
                    help="analyse one frame in N (default 1: every frame)")
     p.add_argument("--annotate", action="store_true", help="also write annotated.mp4")
     p.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
+    _add_detector(p)
     _add_tta(p, shift=False)
 
 
@@ -284,7 +285,8 @@ def cmd_video(args) -> int:
 
     source = args.camera if args.camera is not None else args.input
     r = analyze_video(source, args.out, model=args.model, every=args.every,
-                      annotated_video=args.annotate, max_frames=args.max_frames, tta=args.tta)
+                      annotated_video=args.annotate, max_frames=args.max_frames, tta=args.tta,
+                      detector=args.detector)
     print(f"{r.frames_read} frames read, {r.frames_analyzed} analysed, "
           f"{r.frames_with_face} with a face")
     print(f"wrote {r.csv_path}")
@@ -292,6 +294,14 @@ def cmd_video(args) -> int:
         if path:
             print(f"wrote {path}")
     return 0
+
+
+def _add_detector(p) -> None:
+    from .faces import DEFAULT_DETECTOR, DETECTORS
+
+    p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
+                   help="face detector for photos and video: MediaPipe's BlazeFace network or "
+                        "OpenCV's Haar cascade (see ferlab.faces)")
 
 
 def _add_tta(p, shift: bool = True) -> None:
@@ -439,6 +449,7 @@ def add_predict(sub) -> None:
     src.add_argument("--image", metavar="PHOTO|FOLDER", help="photo(s) with faces in them")
     p.add_argument("--out", help="CSV to write (required with --input)")
     p.add_argument("--json", help="with --image: also write the results as JSON")
+    _add_detector(p)
     p.add_argument("--format", choices=["auto", "submission", "probs"], default="auto",
                    help="auto: submission for test.csv, probabilities otherwise")
     _add_tta(p)
@@ -450,7 +461,8 @@ def cmd_predict(args) -> int:
     if args.image:
         from .recognizer import predict_photos
 
-        return predict_photos(args.model, args.image, args.out, args.json, tta=_tta(args))
+        return predict_photos(args.model, args.image, args.out, args.json, tta=_tta(args),
+                              detector=args.detector)
     from .constants import EMOTIONS
     from .predict import predict_file
 

@@ -50,12 +50,40 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .blazeface import SCORE_THRESHOLD, BlazeFaceDetector
 from .constants import IMAGE_SIZE
 from .errors import ConfigError, DataError
 from .images import IMAGE_SUFFIXES, open_image, to_gray, to_rgb
 
 # Side of a FER2013 frame over the side of the Haar box found in it: 1 / 0.969 (see module doc).
 CROP_SCALE = 1.032
+
+# BlazeFace's box mapped to the same frame, measured against Haar's on the 110 real heads both
+# find in ``benchmarks/compare_detectors.py --sizes``: frame side = 1.079 box sides (quartiles
+# 1.011-1.201), frame centre 0.047 box sides above the box's. (On FER2013's own faces BlazeFace
+# finds only 283 of 1,000 and shrinks its box to their tight frames, ``bench_faces.py
+# --framing``: the vertical offset agrees, -0.041, the side does not, so photos decide.)
+BLAZE_SCALE = 1.079
+BLAZE_DY = -0.047
+# BlazeFace passes: at 192 px (MediaPipe's letterboxed square) it finds faces of 10-75 % of the
+# photo's longer side; a second pass at 384 px finds them down to about 5 %, for about 3x the
+# time. ``sides=(192,)`` is the fast choice when faces are large (video of one person).
+BLAZE_SIDES = (192, 384)
+
+# How each detector's box sits in a FER2013 frame (``benchmarks/bench_faces.py --framing``):
+# (frame side / box side, frame centre - box centre in box sides, x and y). BlazeFace's box is
+# tighter than Haar's and sits lower on the face, so its crop grows more and moves up.
+FRAMING: dict[str, tuple[float, float, float]] = {
+    "frontal": (CROP_SCALE, 0.0, 0.0),
+    "profile": (CROP_SCALE, 0.0, 0.0),
+    "blazeface": (BLAZE_SCALE, 0.0, BLAZE_DY),
+    "whole": (1.0, 0.0, 0.0),  # a picture that is already a face crop is taken as it is
+}
+
+DETECTORS = ("blazeface", "haar")
+# Haar stays the default for now: BlazeFace is faster and finds more real heads of 10 % of the
+# photo and up, but misses the smaller faces Haar finds (see the module doc).
+DEFAULT_DETECTOR = "haar"
 
 # Detection runs on a copy whose longer side is at most this many pixels: Haar's cost grows with
 # the pixel count (320 px: 3x faster than 512 px, same boxes on the sample photos). The price: a
@@ -82,7 +110,7 @@ class Box:
     y: int
     w: int
     h: int
-    kind: str = "frontal"  # which detector found it: frontal | profile | whole
+    kind: str = "frontal"  # which detector found it: blazeface | frontal | profile | whole
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -200,19 +228,65 @@ def _inside(a: Box, b: Box) -> bool:
     return centre_in(a, b) or centre_in(b, a)
 
 
-_DEFAULT: dict[tuple, FaceDetector] = {}
+class BlazeFaceFinder:
+    """MediaPipe's BlazeFace (:mod:`ferlab.blazeface`) giving :class:`Box` es of kind
+    ``blazeface``, largest first (``detector="blazeface"``; see the module doc).
+
+    Args:
+        score_threshold: keep faces the network scores above this (0-1).
+        sides: the photo's longer side in each pass of the network (see ``BLAZE_SIDES``).
+
+    Example:
+        >>> BlazeFaceFinder()(np.full((120, 160), 128, np.uint8))
+        []
+    """
+
+    def __init__(self, score_threshold: float = SCORE_THRESHOLD,
+                 sides: tuple[int, ...] = BLAZE_SIDES) -> None:
+        self.score_threshold = score_threshold
+        self.sides = sides
+        self._net = BlazeFaceDetector(score_threshold=score_threshold, sides=sides)
+
+    def __call__(self, gray: np.ndarray) -> list[Box]:
+        """Faces in ``gray`` (uint8 ``[H, W]``), largest first."""
+        return [Box(x, y, w, h, kind="blazeface") for x, y, w, h, _ in self._net(gray)]
 
 
-def default_detector(profile: bool = False) -> FaceDetector:
-    """A shared detector (loading the cascades takes ~30 ms, so it is done once)."""
-    key = (profile,)
+def make_detector(name: str | None = None, *, profile: bool = False,
+                  max_side: int | None = DETECT_SIDE, min_neighbors: int = 5
+                  ) -> FaceDetector | BlazeFaceFinder:
+    """A face detector by name: ``haar`` (default) or ``blazeface``.
+
+    ``profile`` (turned heads) is a Haar option, so it picks Haar when no name is given;
+    ``max_side`` and ``min_neighbors`` are Haar's too.
+    """
+    name = name or ("haar" if profile else DEFAULT_DETECTOR)
+    if name not in DETECTORS:
+        raise ConfigError(f"face detector must be one of {list(DETECTORS)}, got {name!r}")
+    if name == "haar":
+        return FaceDetector(profile=profile, max_side=max_side, min_neighbors=min_neighbors)
+    if profile:
+        raise ConfigError("the profile cascade is a Haar option: use detector 'haar' with it "
+                          "(BlazeFace finds turned heads on its own)")
+    return BlazeFaceFinder()
+
+
+_DEFAULT: dict[tuple, FaceDetector | BlazeFaceFinder] = {}
+
+
+def default_detector(profile: bool = False, name: str | None = None
+                     ) -> FaceDetector | BlazeFaceFinder:
+    """A shared detector (loading cascades or weights takes time, so it is done once)."""
+    key = (profile, name)
     if key not in _DEFAULT:
-        _DEFAULT[key] = FaceDetector(profile=profile)
+        _DEFAULT[key] = make_detector(name, profile=profile)
     return _DEFAULT[key]
 
 
-def detect_faces(gray: np.ndarray, detector: FaceDetector | None = None) -> list[Box]:
-    """Face boxes in a uint8 ``[H, W]`` grey image, largest first (see :class:`FaceDetector`).
+def detect_faces(gray: np.ndarray, detector: FaceDetector | BlazeFaceFinder | None = None
+                 ) -> list[Box]:
+    """Face boxes in a uint8 ``[H, W]`` grey image, largest first (the default detector unless
+    one is given).
 
     Example:
         >>> detect_faces(np.zeros((64, 64), np.uint8))
@@ -221,14 +295,21 @@ def detect_faces(gray: np.ndarray, detector: FaceDetector | None = None) -> list
     return (detector or default_detector())(gray)
 
 
-def crop_box(box: Box, scale: float = CROP_SCALE) -> tuple[int, int, int]:
-    """The square ``(x, y, side)`` cut out for ``box``: its centre, side = max(w, h) * scale."""
-    side = max(1, round(max(box.w, box.h) * scale))
-    cx, cy = box.x + box.w / 2, box.y + box.h / 2
+def crop_box(box: Box, scale: float | None = None) -> tuple[int, int, int]:
+    """The square ``(x, y, side)`` cut out for ``box``, framed as FER2013 frames faces.
+
+    Its side is ``max(w, h) * scale`` and its centre the box's, both as :data:`FRAMING` says for
+    the detector that found the box; a ``scale`` given here overrides the side, not the centre.
+    """
+    frame_scale, dx, dy = FRAMING.get(box.kind, FRAMING["frontal"])
+    box_side = max(box.w, box.h)
+    side = max(1, round(box_side * (frame_scale if scale is None else scale)))
+    cx = box.x + box.w / 2 + dx * box_side
+    cy = box.y + box.h / 2 + dy * box_side
     return round(cx - side / 2), round(cy - side / 2), side
 
 
-def crop_face(gray: np.ndarray, box: Box, scale: float = CROP_SCALE, size: int = IMAGE_SIZE
+def crop_face(gray: np.ndarray, box: Box, scale: float | None = None, size: int = IMAGE_SIZE
               ) -> np.ndarray:
     """The ``size`` x ``size`` uint8 face for ``box``, framed like FER2013.
 
@@ -248,7 +329,7 @@ def crop_face(gray: np.ndarray, box: Box, scale: float = CROP_SCALE, size: int =
     return cv2.resize(patch, (size, size), interpolation=interp)
 
 
-def crop_faces(gray: np.ndarray, boxes: list[Box], scale: float = CROP_SCALE) -> np.ndarray:
+def crop_faces(gray: np.ndarray, boxes: list[Box], scale: float | None = None) -> np.ndarray:
     """uint8 ``[N, 48, 48]`` crops of every box (``[0, 48, 48]`` when there are none)."""
     if not boxes:
         return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)

@@ -31,11 +31,11 @@ from .errors import DataError, FerlabError
 from .faces import (
     DETECT_SIDE,
     Box,
-    FaceDetector,
     Photo,
     crop_faces,
     list_photos,
     load_photo,
+    make_detector,
 )
 from .io_utils import atomic_write, write_json
 from .predict import autocast_bf16, average_probs, bf16_is_native, tta_mode
@@ -100,9 +100,13 @@ class Recognizer:
         bf16: classify under bfloat16 autocast, as training validates; None (default) turns it on
             where the CPU computes bf16 natively (:func:`ferlab.predict.bf16_is_native`), where it
             takes about 30% less time per face.
-        profile: also look for turned heads (slower, see :class:`~ferlab.faces.FaceDetector`).
-        max_side: detect on a copy at most this many pixels on its longer side (None: full size).
-        min_neighbors: the detector's vote threshold (higher: fewer false faces).
+        detector: ``"haar"`` (default: OpenCV's cascade) or ``"blazeface"`` (MediaPipe's
+            network: faster, finds turned heads, misses faces under 10 % of the photo's longer
+            side); see :mod:`ferlab.faces`.
+        profile: Haar's profile cascade too, for turned heads (slower; implies ``"haar"``).
+        max_side: Haar detects on a copy at most this many pixels on its longer side (None: full
+            size).
+        min_neighbors: Haar's vote threshold (higher: fewer false faces).
 
     Example:
         >>> rec = Recognizer("runs/cnn")                                  # doctest: +SKIP
@@ -111,16 +115,16 @@ class Recognizer:
 
     def __init__(self, model: str | Path | torch.nn.Module = "bundled", *,
                  tta: bool | str = False, bf16: bool | None = None,
-                 profile: bool = False, max_side: int | None = DETECT_SIDE,
-                 min_neighbors: int = 5) -> None:
+                 detector: str | None = None, profile: bool = False,
+                 max_side: int | None = DETECT_SIDE, min_neighbors: int = 5) -> None:
         owned = not isinstance(model, torch.nn.Module)
         self.model = _load(model)
         if owned:  # a model we loaded ourselves: channels-last convolutions are faster here
             self.model.to(memory_format=torch.channels_last)
         self.tta = tta_mode(tta)
         self.bf16 = bf16_is_native() if bf16 is None else bool(bf16)
-        self.detector = FaceDetector(profile=profile, max_side=max_side,
-                                     min_neighbors=min_neighbors)
+        self.detector = make_detector(detector, profile=profile, max_side=max_side,
+                                      min_neighbors=min_neighbors)
         self.model_name = str(model) if not isinstance(model, torch.nn.Module) else "<model>"
 
     # -- the steps -----------------------------------------------------------------------------
@@ -309,7 +313,7 @@ def _annotated_path(out: Path, photo: Path, many: bool) -> Path:
 
 
 def predict_photos(model: str, image: str, out: str | None = None, json_path: str | None = None,
-                   tta: bool | str = False) -> int:
+                   tta: bool | str = False, detector: str | None = None) -> int:
     """``ferlab predict --image``: every face of a photo (or every photo in a folder).
 
     Prints one line per face (box, label, probabilities) and says so when a photo has no face.
@@ -329,7 +333,7 @@ def predict_photos(model: str, image: str, out: str | None = None, json_path: st
     """
     photos = list_photos(image)
     many = Path(image).is_dir()
-    rec = Recognizer(model, tta=tta)
+    rec = Recognizer(model, tta=tta, detector=detector)
     records, n_faces, skipped = [], 0, 0
     out_p = Path(out) if out else None
     if out_p is not None and many and out_p.suffix.lower() in (".png", ".jpg", ".jpeg"):

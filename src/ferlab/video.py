@@ -78,7 +78,8 @@ def _rows(frame: int, t: float, faces: list[Face]) -> list[list]:
 def analyze_video(source: str | Path | int, out_dir: str | Path, *,
                   model: str | Path | Recognizer = "bundled", every: int = 1,
                   annotated_video: bool = False, max_frames: int | None = None,
-                  tta: bool = False, progress: bool = True) -> VideoResult:
+                  tta: bool = False, detector: str | None = None,
+                  progress: bool = True) -> VideoResult:
     """Emotions of the faces in every ``every``-th frame of a video file or a camera.
 
     Args:
@@ -104,7 +105,8 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
         raise ConfigError(f"max_frames must be at least 1, got {max_frames}")
     source = int(source) if isinstance(source, int) else str(source)
     cap, label = _open(source)
-    rec = model if isinstance(model, Recognizer) else Recognizer(model, tta=tta)
+    rec = (model if isinstance(model, Recognizer)
+           else Recognizer(model, tta=tta, detector=detector))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     is_camera = isinstance(source, int)
