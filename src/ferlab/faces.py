@@ -23,6 +23,16 @@ is 24 px at 320 px, step 1.1 finds both faces and step 1.2 only one (``--step 1.
 ``SCALE_FACTOR`` stays 1.1, though 1.2 would take a photo from 26 to 21 ms.
 
 (mediapipe 1.2.2 ships no face model in its wheel; facenet-pytorch's MTCNN needs torchvision.)
+
+The second detector, ``detector="blazeface"`` (``--detector blazeface``), is MediaPipe's
+full-range BlazeFace network (:mod:`ferlab.blazeface`, weights bundled, Apache-2.0), run at 192
+and 384 px. ``compare_detectors.py --sizes`` (real heads with their surroundings, 24 per face
+size on a 640x480 canvas): BlazeFace finds 23 of 24 at 32 px and 24 of 24 from 40 px, Haar 2 of
+24 at 48 px and at most 16 of 24 above (it misses the cameraman's turned head). On LFW's tight
+crops pasted alone Haar wins (83-99 of 100 from 60 px, BlazeFace 64-87). It is not faster:
+32 ms per photo against Haar's 28 ms in ``bench_faces.py --detector blazeface`` (one 192-px
+pass: about 11 ms of detection, but faces under 10 % of the photo are lost). So Haar stays the
+default and BlazeFace is the choice for turned heads and small real faces.
 Absolute times were taken while training shared the 2 cores, so only their ratios are given;
 ``benchmarks/bench_faces.py`` times the detector on an idle machine.
 
