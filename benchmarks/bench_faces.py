@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"face detector (default {DEFAULT_DETECTOR}, ferlab's)")
     ap.add_argument("--step", type=float, default=SCALE_FACTOR,
                     help=f"Haar step between face sizes (default {SCALE_FACTOR}, ferlab's)")
+    ap.add_argument("--blaze-sides", default="192,384",
+                    help="BlazeFace passes, longer side of each (default 192,384, ferlab's)")
     ap.add_argument("--fp32", action="store_true",
                     help="classify in float32 (default: bf16 where the CPU has it, as ferlab)")
     args = ap.parse_args(argv)
@@ -175,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         rec.detector = FaceDetector(scale_factor=args.step)
         print(f"detector: Haar alt2, step between face sizes {args.step}")
     else:
-        print("detector: BlazeFace (full range)")
+        from ferlab.faces import BlazeFaceFinder
+
+        sides = tuple(int(v) for v in args.blaze_sides.split(","))
+        rec.detector = BlazeFaceFinder(sides=sides)
+        print(f"detector: BlazeFace (full range), passes at {sides} px")
     print(f"classifier in {'bf16' if rec.bf16 else 'float32'}")
     profile_rec = Recognizer(model, profile=True) if args.profile else None
     bench_photos(rec, args.repeat, profile_rec)

@@ -24,6 +24,9 @@ is 24 px at 320 px, step 1.1 finds both faces and step 1.2 only one (``--step 1.
 
 (mediapipe 1.2.2 ships no face model in its wheel; facenet-pytorch's MTCNN needs torchvision.)
 
+Absolute times were taken while training shared the 2 cores, so only their ratios are given;
+``benchmarks/bench_faces.py`` times the detector on an idle machine.
+
 The second detector, ``detector="blazeface"`` (``--detector blazeface``), is MediaPipe's
 full-range BlazeFace network (:mod:`ferlab.blazeface`, weights bundled, Apache-2.0), run at 192
 and 384 px. ``compare_detectors.py --sizes`` (real heads with their surroundings, 24 per face
@@ -31,10 +34,9 @@ size on a 640x480 canvas): BlazeFace finds 23 of 24 at 32 px and 24 of 24 from 4
 24 at 48 px and at most 16 of 24 above (it misses the cameraman's turned head). On LFW's tight
 crops pasted alone Haar wins (83-99 of 100 from 60 px, BlazeFace 64-87). It is not faster:
 32 ms per photo against Haar's 28 ms in ``bench_faces.py --detector blazeface`` (one 192-px
-pass: about 11 ms of detection, but faces under 10 % of the photo are lost). So Haar stays the
+pass, ``--blaze-sides 192``: 8-10 ms of detection and 16.6 ms per photo, but faces under 10 %
+of the photo are lost, e.g. the scene's smaller face). So Haar stays the
 default and BlazeFace is the choice for turned heads and small real faces.
-Absolute times were taken while training shared the 2 cores, so only their ratios are given;
-``benchmarks/bench_faces.py`` times the detector on an idle machine.
 
 The crop matches training preprocessing. FER2013 faces were framed by a face detector: the Haar
 alt2 cascade finds a face in 1,642 of 2,000 FER2013 faces, with a box whose side is a median
@@ -91,8 +93,8 @@ FRAMING: dict[str, tuple[float, float, float]] = {
 }
 
 DETECTORS = ("blazeface", "haar")
-# Haar stays the default for now: BlazeFace is faster and finds more real heads of 10 % of the
-# photo and up, but misses the smaller faces Haar finds (see the module doc).
+# Haar stays the default for now: BlazeFace finds more real heads (turned, small) but takes
+# 1.1x the time per photo and finds fewer of LFW's tight crops (see the module doc).
 DEFAULT_DETECTOR = "haar"
 
 # Detection runs on a copy whose longer side is at most this many pixels: Haar's cost grows with

@@ -101,8 +101,8 @@ class Recognizer:
             where the CPU computes bf16 natively (:func:`ferlab.predict.bf16_is_native`), where it
             takes about 30% less time per face.
         detector: ``"haar"`` (default: OpenCV's cascade) or ``"blazeface"`` (MediaPipe's
-            network: faster, finds turned heads, misses faces under 10 % of the photo's longer
-            side); see :mod:`ferlab.faces`.
+            network: finds turned heads and smaller real faces, about 1.1x the time); see
+            :mod:`ferlab.faces`.
         profile: Haar's profile cascade too, for turned heads (slower; implies ``"haar"``).
         max_side: Haar detects on a copy at most this many pixels on its longer side (None: full
             size).
