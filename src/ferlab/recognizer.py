@@ -99,7 +99,7 @@ class Recognizer:
             ``"shift"`` also with 2-pixel shifts (see :func:`ferlab.predict.tta_views`).
         bf16: classify under bfloat16 autocast, as training validates; None (default) turns it on
             where the CPU computes bf16 natively (:func:`ferlab.predict.bf16_is_native`), where it
-            takes about 30% less time per face.
+            is faster (``benchmarks/bench_faces.py`` against ``--fp32``).
         detector: ``"haar"`` (default: OpenCV's cascade) or ``"blazeface"`` (MediaPipe's
             network: finds turned heads and smaller real faces, about 1.1x the time); see
             :mod:`ferlab.faces`.
