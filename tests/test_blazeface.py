@@ -49,9 +49,10 @@ def test_asset_loads_with_expected_parameters():
     assert sum(p.numel() for p in net.parameters()) == 514_069
 
 
-def test_raw_outputs_match_mediapipe(detect, astronaut):
+def test_raw_outputs_match_mediapipe(astronaut):
     # The best anchor on the letterboxed astronaut, as LiteRT runs the .tflite file
     # (scripts/convert_blazeface.py --verify prints the full comparison: max diff ~1e-4).
+    detect = BlazeFaceDetector(bf16=False)  # float32: the network as MediaPipe runs it
     regressors, logits = detect.raw(detect.letterbox(astronaut)[0])
     assert regressors.shape == (2304, 16) and logits.shape == (2304,)
     assert int(logits.argmax()) == 549
@@ -142,3 +143,41 @@ def test_anchors_are_cell_centres():
     np.testing.assert_allclose(a[0], [2, 2])
     np.testing.assert_allclose(a[1], [6, 2])  # row-major: x varies fastest
     np.testing.assert_allclose(a[-1], [190, 190])
+
+
+def test_bf16_network_stays_close_to_float32(astronaut):
+    exact, fast = BlazeFaceDetector(bf16=False), BlazeFaceDetector(bf16=True)
+    canvas = exact.letterbox(astronaut)[0]
+    (r32, l32), (r16, l16) = exact.raw(canvas), fast.raw(canvas)
+    assert int(l16.argmax()) == int(l32.argmax())
+    assert abs(l16[549] - l32[549]) < 0.1
+    np.testing.assert_allclose(r16[549, :4], r32[549, :4], atol=1.0)  # pixels of a 192 input
+    assert iou(fast(astronaut)[0][:4], exact(astronaut)[0][:4]) > 0.95
+
+
+def count_passes(detect: BlazeFaceDetector, gray: np.ndarray) -> int:
+    calls = []
+    run_pass = detect._candidates
+    detect._candidates = lambda g, side: calls.append(side) or run_pass(g, side)
+    try:
+        detect(gray)
+    finally:
+        del detect._candidates
+    return len(calls)
+
+
+def test_adaptive_second_pass_only_when_smaller_faces_may_be_missed(astronaut):
+    adaptive, every = BlazeFaceDetector(), BlazeFaceDetector(adaptive=False)
+    assert count_passes(every, astronaut) == 2
+    # The face cut out large (60 % of the picture): one pass, same box as with both passes.
+    x, y, w, h = ASTRONAUT_FACE
+    close = np.ascontiguousarray(astronaut[y - 40:y + h + 40, x - 40:x + w + 40])
+    assert count_passes(adaptive, close) == 1
+    assert iou(adaptive(close)[0][:4], every(close)[0][:4]) > 0.9
+    # The photo shrunk into a big empty canvas (face 7 % of its side): the second pass runs.
+    canvas = np.full((800, 800), 128, np.uint8)
+    canvas[400:656, 300:556] = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    assert count_passes(adaptive, canvas) == 2
+    assert len(adaptive(canvas)) == 1
+    # Nothing found in the first pass: the second runs too.
+    assert count_passes(adaptive, np.full((480, 640), 128, np.uint8)) == 2

@@ -17,6 +17,7 @@ from ferlab.faces import (
     BlazeFaceFinder,
     Box,
     FaceDetector,
+    FirstFound,
     crop_box,
     crop_face,
     crop_faces,
@@ -59,7 +60,10 @@ def test_finds_the_astronaut_face(astronaut, name):
 
 
 def test_detector_by_name_and_profile_means_haar():
-    assert isinstance(make_detector(), FaceDetector)
+    auto = make_detector()
+    assert isinstance(auto, FirstFound)
+    assert [type(d) for d in auto.detectors] == [BlazeFaceFinder, FaceDetector]
+    assert isinstance(make_detector("haar"), FaceDetector)
     assert isinstance(make_detector("blazeface"), BlazeFaceFinder)
     assert isinstance(make_detector(profile=True), FaceDetector)
     with pytest.raises(ConfigError, match="Haar"):
@@ -289,3 +293,20 @@ def _empty(tmp_path):
     d.mkdir()
     (d / "readme.txt").write_text("no photos here")
     return d
+
+
+def test_auto_falls_back_to_haar_only_where_blazeface_finds_nothing():
+    class Stub:
+        def __init__(self, boxes):
+            self.boxes, self.calls = boxes, 0
+
+        def __call__(self, gray):
+            self.calls += 1
+            return self.boxes
+
+    gray = np.zeros((64, 64), np.uint8)
+    first, second = Stub([Box(1, 1, 10, 10, kind="blazeface")]), Stub([Box(2, 2, 9, 9)])
+    assert FirstFound(first, second)(gray) == first.boxes and second.calls == 0
+    empty = Stub([])
+    assert FirstFound(empty, second)(gray) == second.boxes and second.calls == 1
+    assert FirstFound(empty, Stub([]))(gray) == []

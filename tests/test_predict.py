@@ -149,6 +149,6 @@ def test_cli_predict_image_goes_to_the_recognizer(monkeypatch):
     assert main(["predict", "--image", "photo.jpg", "--json", "r.json", "--tta"]) == 0
     assert main(["predict", "--image", "p.jpg", "--tta-shift"]) == 0
     assert main(["predict", "--image", "q.jpg", "--detector", "blazeface"]) == 0
-    assert calls == [("bundled", "photo.jpg", None, "r.json", "flip", "haar"),
-                     ("bundled", "p.jpg", None, None, "shift", "haar"),
+    assert calls == [("bundled", "photo.jpg", None, "r.json", "flip", "auto"),
+                     ("bundled", "p.jpg", None, None, "shift", "auto"),
                      ("bundled", "q.jpg", None, None, None, "blazeface")]

@@ -11,8 +11,9 @@ At 192 px the model finds faces of about 10-75 % of the photo's longer side (a f
 20 px of the input). For smaller faces the detector adds a second pass at 384 px: the network is
 fully convolutional, so it runs on any size that is a multiple of 32 and then finds faces down to
 about 5 % of the longer side (a 32-px face in a 640x480 photo). Faces that fill the picture are
-too big for that pass, so the 192 pass stays. Neither finds a face cropped so tight that no hair
-or chin shows (a FER2013 or LFW crop): BlazeFace needs a little context.
+too big for that pass, so the 192 pass stays. The second pass runs only when the first leaves
+room for smaller faces (``adaptive``, see ``FINER_PASS_BELOW``). Neither finds a face cropped
+so tight that no hair or chin shows (a FER2013 or LFW crop): BlazeFace needs a little context.
 
 Example:
     >>> import numpy as np
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from .cpu import autocast_bf16, bf16_is_native
 from .errors import ConfigError, DataError, ModelError
 
 INPUT_SIDE = 192  # MediaPipe feeds the network 192x192 pixels
@@ -50,6 +52,10 @@ RAW_SCORE_CLIP = 100.0  # logits are clipped to +-this before the sigmoid, as Me
 # Longer side of the picture in each pass: 192 (MediaPipe's letterboxed square) finds faces of
 # 10-75 % of the longer side, 384 (padded to multiples of 32 only) faces of 5-40 %.
 PASS_SIDES = (192, 384)
+# With ``adaptive`` passes, a pass after the first runs only if the faces found so far leave room
+# for smaller ones: none found, or one under this fraction of the photo's longer side (twice the
+# 192 pass's reach). A photo about large faces (a portrait, a webcam) then takes one pass.
+FINER_PASS_BELOW = 0.2
 
 ASSET_NAME = "blazeface_full_range.safetensors"
 
@@ -258,9 +264,16 @@ class BlazeFaceDetector:
     Args:
         score_threshold: keep faces scored above this (0-1); MediaPipe's graph uses 0.6.
         nms_iou: boxes overlapping a better one by more than this IoU are merged into it.
-        sides: longer side of the picture in each pass. ``(192,)`` alone is MediaPipe's detector
-            and about 3-4x faster, but misses faces under about 10 % of the photo's longer side.
+        sides: longer side of the picture in each pass, coarse to fine. ``(192,)`` alone is
+            MediaPipe's detector; it misses faces under about 10 % of the photo's longer side.
+        adaptive: run a pass after the first only when the faces found so far leave room for
+            smaller ones (none found, or one under ``FINER_PASS_BELOW`` of the longer side).
+            Portraits and webcam frames then cost one pass; the price is a face under 10 % of
+            the photo beside faces all over 20 % (``adaptive=False`` runs every pass).
         weights: a ``.safetensors`` file; default: the one bundled with ferlab.
+        bf16: run the network under bfloat16 autocast; None (default) where the CPU computes
+            bf16 natively (:func:`ferlab.cpu.bf16_is_native`). There it is about 1.3-2x faster
+            (``benchmarks/bench_faces.py --detector blazeface`` against ``--fp32``).
 
     Example:
         >>> detect = BlazeFaceDetector()
@@ -269,7 +282,8 @@ class BlazeFaceDetector:
     """
 
     def __init__(self, score_threshold: float = SCORE_THRESHOLD, nms_iou: float = NMS_IOU,
-                 sides: tuple[int, ...] = PASS_SIDES, weights: str | Path | None = None) -> None:
+                 sides: tuple[int, ...] = PASS_SIDES, weights: str | Path | None = None,
+                 bf16: bool | None = None, adaptive: bool = True) -> None:
         if not 0.0 < score_threshold < 1.0:
             raise ConfigError(f"score_threshold must be between 0 and 1, got {score_threshold}")
         if not 0.0 < nms_iou <= 1.0:
@@ -279,6 +293,8 @@ class BlazeFaceDetector:
         self.score_threshold = score_threshold
         self.nms_iou = nms_iou
         self.sides = tuple(sides)
+        self.adaptive = adaptive
+        self.bf16 = bf16_is_native() if bf16 is None else bool(bf16)
         # Threshold on logits, so that only the few anchors above it go through the sigmoid.
         self._min_logit = math.log(score_threshold / (1.0 - score_threshold))
         # channels_last: PyTorch's CPU depthwise convs run about 25 % faster on NHWC data.
@@ -315,8 +331,9 @@ class BlazeFaceDetector:
         h, w = canvas.shape
         x = torch.from_numpy(canvas).to(torch.float32).mul_(1 / 127.5).sub_(1.0)
         x = x.expand(1, 3, h, w).contiguous(memory_format=torch.channels_last)
-        regressors, logits = self.net(x)
-        return regressors[0].numpy(), logits[0].numpy()
+        with autocast_bf16(self.bf16):
+            regressors, logits = self.net(x)
+        return regressors[0].float().numpy(), logits[0].float().numpy()
 
     def _candidates(self, gray: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
         """One pass: rows ``[xmin, ymin, xmax, ymax, 6 keypoints' x, y]`` in photo pixels and
@@ -335,6 +352,16 @@ class BlazeFaceDetector:
         valid = (half > 0).all(axis=1)  # MediaPipe drops boxes of non-positive size
         return rows[valid], scores[valid]
 
+    def _room_for_smaller(self, found: list[tuple[np.ndarray, np.ndarray]],
+                          shape: tuple[int, int]) -> bool:
+        """Whether a finer pass could add faces: none found yet, or a small one among them."""
+        rows = np.concatenate([r for r, _ in found])
+        if not len(rows):
+            return True
+        faces = weighted_nms(rows, np.concatenate([s for _, s in found]), self.nms_iou)
+        smallest = min(max(r[2] - r[0], r[3] - r[1]) for r, _ in faces)
+        return bool(smallest < FINER_PASS_BELOW * max(shape))
+
     def detect(self, gray: np.ndarray) -> list[Face]:
         """Faces in a uint8 ``[H, W]`` grey photo, with keypoints, largest first.
 
@@ -347,7 +374,11 @@ class BlazeFaceDetector:
             raise DataError(f"face detection needs a uint8 [H, W] grey image, got {got}")
         if gray.size == 0:
             raise DataError(f"face detection got an empty image {tuple(gray.shape)}")
-        found = [self._candidates(gray, side) for side in self.sides]
+        found = []
+        for side in self.sides:
+            if found and self.adaptive and not self._room_for_smaller(found, gray.shape):
+                break
+            found.append(self._candidates(gray, side))
         rows = np.concatenate([r for r, _ in found])
         if not len(rows):
             return []

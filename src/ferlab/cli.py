@@ -161,6 +161,16 @@ def add_train(sub) -> None:
     g.add_argument("--seed", type=int, default=t.seed)
     g.add_argument("--no-bf16", action="store_true", help="train in float32")
     g.add_argument("--threads", type=int, default=t.threads, help="torch threads (0 = default)")
+    g.add_argument("--init", metavar="MODEL", default=t.init,
+                   help="start from this model's weights (run folder, file or 'bundled'; same "
+                        "architecture): fine-tuning")
+    g.add_argument("--teacher", metavar="MODEL", default=t.teacher,
+                   help="distil this model or ensemble folder into the one being trained")
+    g.add_argument("--distill", type=_nonneg_float, default=t.distill,
+                   help="weight of the teacher's soft targets in the loss, 0-1 (0.5 when --teacher "
+                        "is given without it)")
+    g.add_argument("--temperature", type=float, default=t.temperature,
+                   help="distillation temperature")
     g = p.add_argument_group("augmentation")
     g.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
     g.add_argument("--no-flip", action="store_true", help="no horizontal flips")
@@ -193,7 +203,10 @@ def config_from_args(args):
             momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
             warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
             epoch_multiplier=args.epoch_multiplier, early_stopping=args.early_stopping,
-            ema=args.ema, seed=args.seed, bf16=not args.no_bf16, threads=args.threads),
+            ema=args.ema, seed=args.seed, bf16=not args.no_bf16, threads=args.threads,
+            init=args.init, teacher=args.teacher,
+            distill=args.distill if args.distill or not args.teacher else 0.5,
+            temperature=args.temperature),
     ).validate()
 
 
@@ -300,8 +313,9 @@ def _add_detector(p) -> None:
     from .faces import DEFAULT_DETECTOR, DETECTORS
 
     p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
-                   help="face detector for photos and video: MediaPipe's BlazeFace network or "
-                        "OpenCV's Haar cascade (see ferlab.faces)")
+                   help="face detector for photos and video: MediaPipe's BlazeFace network, "
+                        "OpenCV's Haar cascade, or auto: BlazeFace, then Haar where it finds no "
+                        "face (see ferlab.faces)")
 
 
 def _add_tta(p, shift: bool = True) -> None:

@@ -70,6 +70,10 @@ class TrainConfig:
     channels_last: bool = True  # memory format for conv nets on CPU
     threads: int = 0  # torch intra-op threads (0 = torch's default)
     eval_batch_size: int = 512  # faces per step when validating
+    init: str = ""  # model (run folder, file, 'bundled') whose weights the run starts from
+    teacher: str = ""  # model or ensemble folder whose soft predictions are distilled
+    distill: float = 0.0  # weight of the teacher's soft-target loss, in [0, 1] (0 = off)
+    temperature: float = 2.0  # softmax temperature of both nets in the distillation loss
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,10 @@ class RunConfig:
             (t.early_stopping >= 0, f"early stopping must be >= 0, got {t.early_stopping}"),
             (0 <= t.ema < 1, f"ema decay must be in [0, 1), got {t.ema}"),
             (t.threads >= 0, f"threads must be >= 0, got {t.threads}"),
+            (0 <= t.distill <= 1, f"distill weight must be in [0, 1], got {t.distill}"),
+            (not t.distill or t.teacher, "distill needs a teacher model"),
+            (not t.teacher or t.distill > 0, "a teacher needs a distill weight above 0"),
+            (t.temperature > 0, f"temperature must be positive, got {t.temperature}"),
             (self.augment.shift >= 0 and self.augment.rotation >= 0 and self.augment.zoom >= 0
              and self.augment.shear >= 0 and self.augment.crop >= 0,
              "augmentation magnitudes must be >= 0"),

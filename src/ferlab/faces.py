@@ -92,10 +92,10 @@ FRAMING: dict[str, tuple[float, float, float]] = {
     "whole": (1.0, 0.0, 0.0),  # a picture that is already a face crop is taken as it is
 }
 
-DETECTORS = ("blazeface", "haar")
-# Haar stays the default for now: BlazeFace finds more real heads (turned, small) but takes
-# 1.1x the time per photo and finds fewer of LFW's tight crops (see the module doc).
-DEFAULT_DETECTOR = "haar"
+DETECTORS = ("auto", "blazeface", "haar")
+# BlazeFace first: it finds far more real heads (turned, small); Haar backs it up on photos where
+# it finds none, such as tight face crops (see the module doc for both figures).
+DEFAULT_DETECTOR = "auto"
 
 # Detection runs on a copy whose longer side is at most this many pixels: Haar's cost grows with
 # the pixel count (320 px: 3x faster than 512 px, same boxes on the sample photos). The price: a
@@ -247,6 +247,9 @@ class BlazeFaceFinder:
     Args:
         score_threshold: keep faces the network scores above this (0-1).
         sides: the photo's longer side in each pass of the network (see ``BLAZE_SIDES``).
+        bf16: run the network in bfloat16; None (default): where the CPU has it natively.
+        adaptive: the 384-px pass only when the 192-px one leaves room for smaller faces (see
+            :class:`ferlab.blazeface.BlazeFaceDetector`); False runs both passes on every photo.
 
     Example:
         >>> BlazeFaceFinder()(np.full((120, 160), 128, np.uint8))
@@ -254,40 +257,65 @@ class BlazeFaceFinder:
     """
 
     def __init__(self, score_threshold: float = SCORE_THRESHOLD,
-                 sides: tuple[int, ...] = BLAZE_SIDES) -> None:
+                 sides: tuple[int, ...] = BLAZE_SIDES, bf16: bool | None = None,
+                 adaptive: bool = True) -> None:
         self.score_threshold = score_threshold
         self.sides = sides
-        self._net = BlazeFaceDetector(score_threshold=score_threshold, sides=sides)
+        self._net = BlazeFaceDetector(score_threshold=score_threshold, sides=sides, bf16=bf16,
+                                      adaptive=adaptive)
 
     def __call__(self, gray: np.ndarray) -> list[Box]:
         """Faces in ``gray`` (uint8 ``[H, W]``), largest first."""
         return [Box(x, y, w, h, kind="blazeface") for x, y, w, h, _ in self._net(gray)]
 
 
-def make_detector(name: str | None = None, *, profile: bool = False,
-                  max_side: int | None = DETECT_SIDE, min_neighbors: int = 5
-                  ) -> FaceDetector | BlazeFaceFinder:
-    """A face detector by name: ``haar`` (default) or ``blazeface``.
+class FirstFound:
+    """Detectors tried in order: the boxes of the first that finds a face (``detector="auto"``:
+    BlazeFace, then Haar for the tight face crops BlazeFace misses).
 
-    ``profile`` (turned heads) is a Haar option, so it picks Haar when no name is given;
-    ``max_side`` and ``min_neighbors`` are Haar's too.
+    Example:
+        >>> FirstFound(BlazeFaceFinder(), FaceDetector())(np.full((120, 160), 128, np.uint8))
+        []
+    """
+
+    def __init__(self, *detectors: Detector) -> None:
+        self.detectors = detectors
+
+    def __call__(self, gray: np.ndarray) -> list[Box]:
+        for detect in self.detectors:
+            boxes = detect(gray)
+            if boxes:
+                return boxes
+        return []
+
+
+Detector = FaceDetector | BlazeFaceFinder | FirstFound
+
+
+def make_detector(name: str | None = None, *, profile: bool = False,
+                  max_side: int | None = DETECT_SIDE, min_neighbors: int = 5) -> Detector:
+    """A face detector by name: ``auto`` (default), ``blazeface`` or ``haar``.
+
+    ``auto`` is BlazeFace, then Haar on photos where BlazeFace finds no face. ``profile``
+    (turned heads) is a Haar option, so it picks Haar when no name is given; ``max_side`` and
+    ``min_neighbors`` are Haar's too.
     """
     name = name or ("haar" if profile else DEFAULT_DETECTOR)
     if name not in DETECTORS:
         raise ConfigError(f"face detector must be one of {list(DETECTORS)}, got {name!r}")
-    if name == "haar":
-        return FaceDetector(profile=profile, max_side=max_side, min_neighbors=min_neighbors)
-    if profile:
-        raise ConfigError("the profile cascade is a Haar option: use detector 'haar' with it "
-                          "(BlazeFace finds turned heads on its own)")
-    return BlazeFaceFinder()
+    if name == "blazeface" and profile:
+        raise ConfigError("the profile cascade is a Haar option: use detector 'haar' or 'auto' "
+                          "with it (BlazeFace finds turned heads on its own)")
+    if name == "blazeface":
+        return BlazeFaceFinder()
+    haar = FaceDetector(profile=profile, max_side=max_side, min_neighbors=min_neighbors)
+    return haar if name == "haar" else FirstFound(BlazeFaceFinder(), haar)
 
 
-_DEFAULT: dict[tuple, FaceDetector | BlazeFaceFinder] = {}
+_DEFAULT: dict[tuple, Detector] = {}
 
 
-def default_detector(profile: bool = False, name: str | None = None
-                     ) -> FaceDetector | BlazeFaceFinder:
+def default_detector(profile: bool = False, name: str | None = None) -> Detector:
     """A shared detector (loading cascades or weights takes time, so it is done once)."""
     key = (profile, name)
     if key not in _DEFAULT:
@@ -295,8 +323,7 @@ def default_detector(profile: bool = False, name: str | None = None
     return _DEFAULT[key]
 
 
-def detect_faces(gray: np.ndarray, detector: FaceDetector | BlazeFaceFinder | None = None
-                 ) -> list[Box]:
+def detect_faces(gray: np.ndarray, detector: Detector | None = None) -> list[Box]:
     """Face boxes in a uint8 ``[H, W]`` grey image, largest first (the default detector unless
     one is given).
 

@@ -13,9 +13,7 @@ levels / 255 and returns logits, so both go through the same code.
 from __future__ import annotations
 
 import csv
-import functools
 import io
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .constants import EMOTIONS, NUM_CLASSES
+from .cpu import autocast_bf16, bf16_is_native  # noqa: F401  (re-exported)
 from .data import FaceSet, load_faces
 from .errors import ConfigError
 from .io_utils import write_text
@@ -32,28 +31,6 @@ from .io_utils import write_text
 FORMATS = ("auto", "submission", "probs")
 TTA_MODES = ("flip", "shift")
 SHIFT_PX = 2  # shift-TTA offset; training shifts faces by up to 10% (4.8 px), so 2 px is familiar
-
-
-@functools.cache
-def bf16_is_native() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 bf16 or AMX), on Linux.
-
-    Only then is bf16 autocast faster than float32; elsewhere oneDNN emulates it, slower.
-    """
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast_bf16(enabled: bool):
-    """``torch.autocast`` to bfloat16 on the CPU when ``enabled``, else a no-op context.
-
-    Training validates under bf16 autocast (``TrainConfig.bf16``), so inference under it scores
-    the model as training chose it.
-    """
-    return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else nullcontext()
 
 
 def tta_mode(tta: bool | str | None) -> str | None:

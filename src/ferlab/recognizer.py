@@ -27,6 +27,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .constants import EMOTIONS, IMAGE_SIZE
+from .cpu import autocast_bf16, bf16_is_native
 from .errors import DataError, FerlabError
 from .faces import (
     DETECT_SIDE,
@@ -38,7 +39,7 @@ from .faces import (
     make_detector,
 )
 from .io_utils import atomic_write, write_json
-from .predict import autocast_bf16, average_probs, bf16_is_native, tta_mode
+from .predict import average_probs, tta_mode
 
 # One colour per class (box, label, bar), chosen to read on photos and for colour-blind viewers
 # (Okabe-Ito palette).
@@ -98,7 +99,7 @@ class Recognizer:
         tta: test-time augmentation: ``True``/``"flip"`` averages each face with its mirror,
             ``"shift"`` also with 2-pixel shifts (see :func:`ferlab.predict.tta_views`).
         bf16: classify under bfloat16 autocast, as training validates; None (default) turns it on
-            where the CPU computes bf16 natively (:func:`ferlab.predict.bf16_is_native`), where it
+            where the CPU computes bf16 natively (:func:`ferlab.cpu.bf16_is_native`), where it
             is faster (``benchmarks/bench_faces.py`` against ``--fp32``).
         detector: ``"haar"`` (default: OpenCV's cascade) or ``"blazeface"`` (MediaPipe's
             network: finds turned heads and smaller real faces, about 1.1x the time); see

@@ -146,6 +146,42 @@ class WeightEMA(torch.nn.Module):
         self.n_averaged += 1
 
 
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      temperature: float) -> torch.Tensor:
+    """KL(teacher || student) of the temperature-softened distributions, times T^2.
+
+    The T^2 keeps the gradient's scale independent of T (Hinton et al. 2015), so the weight
+    between this and the hard-label loss means the same at any temperature.
+    """
+    t = temperature
+    return F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
+def load_init_weights(model: FERModel, spec: str) -> None:
+    """Start ``model`` from the weights of the model at ``spec`` (same architecture)."""
+    from .model_io import load_model
+
+    source = load_model(spec)
+    try:
+        model.load_state_dict(source.state_dict(), strict=True)
+    except RuntimeError as e:
+        first = (str(e).splitlines() or ["mismatch"])[0]
+        raise ModelError(f"--init {spec}: its weights do not fit this run's model "
+                         f"({getattr(source, 'name', type(source).__name__)} into "
+                         f"{model.name}): {first}") from e
+
+
+def load_teacher(spec: str, channels_last: bool) -> torch.nn.Module:
+    """The frozen teacher of a distillation run (a model or an ensemble), in eval mode."""
+    from .model_io import load_model
+
+    teacher = load_model(spec).eval().requires_grad_(False)
+    if channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    return teacher
+
+
 @dataclass
 class EvalResult:
     loss: float
@@ -316,8 +352,11 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
 
     torch.manual_seed(t.seed)
     model: FERModel = create_model(cfg.model.name, **cfg.model.kwargs)
+    if t.init and not resume:
+        load_init_weights(model, t.init)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    teacher = load_teacher(t.teacher, t.channels_last) if t.distill else None
     optimizer = make_optimizer(model, t)
     ema = WeightEMA(model, t.ema) if t.ema else None
     n_train = len(y_train)
@@ -395,6 +434,11 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                         logits = model(x)
                     loss = F.cross_entropy(logits.float(), target,
                                            label_smoothing=t.label_smoothing)
+                    if teacher is not None:
+                        with torch.no_grad(), autocast():
+                            teacher_logits = teacher(x)
+                        loss = (1 - t.distill) * loss + t.distill * distillation_loss(
+                            logits.float(), teacher_logits.float(), t.temperature)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
