@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,11 +11,12 @@ import torch
 from ferlab.augment import augment, mixup
 from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
 from ferlab.data import make_split
-from ferlab.errors import ConfigError
+from ferlab.errors import ConfigError, ModelError
 from ferlab.model_io import load_model
 from ferlab.train import (
     RunExistsError,
     TrainingInterrupted,
+    distillation_loss,
     lr_at,
     read_history,
     train,
@@ -26,7 +28,8 @@ NO_AUGMENT = AugmentConfig(flip=False, shift=0, rotation=0, zoom=0)
 def _cfg(epochs=3, model="cnn-leaky", augment=NO_AUGMENT, **train_kw):
     return RunConfig(
         data=DataConfig(path="synthetic"), model=ModelConfig(model), augment=augment,
-        train=TrainConfig(epochs=epochs, batch_size=32, lr=2e-3, weight_decay=1e-4, **train_kw))
+        train=TrainConfig(**{"epochs": epochs, "batch_size": 32, "lr": 2e-3,
+                             "weight_decay": 1e-4, **train_kw}))
 
 
 def test_cnn_learns_synthetic_faces(tmp_path, faces):
@@ -116,3 +119,53 @@ def test_mixup_targets_sum_to_one():
     xm, ym = mixup(x, y, 0.4, torch.Generator().manual_seed(0))
     assert xm.shape == x.shape
     torch.testing.assert_close(ym.sum(1), torch.ones(8))
+
+
+def test_distillation_loss_is_zero_on_agreement_and_scaled_by_t_squared():
+    s, t = torch.tensor([[2.0, 0.5, -1.0]]), torch.tensor([[0.0, 1.0, 0.0]])
+    assert distillation_loss(s, s.clone(), 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distillation_loss(s, t, 1.0).item() > 0
+    # Same logits scaled by T give the same softened distributions: loss(T) = T^2 * loss(1).
+    assert distillation_loss(3 * s, 3 * t, 3.0).item() == pytest.approx(
+        9 * distillation_loss(s, t, 1.0).item(), rel=1e-5)
+
+
+def test_distillation_needs_a_teacher_and_a_weight():
+    for kw, msg in [({"distill": 0.5}, "teacher"), ({"teacher": "runs/a"}, "distill"),
+                    ({"teacher": "runs/a", "distill": 1.5}, "distill"),
+                    ({"teacher": "runs/a", "distill": 0.5, "temperature": 0}, "temperature")]:
+        with pytest.raises(ConfigError, match=msg):
+            _cfg(**kw).validate()
+
+
+def test_init_starts_from_the_given_weights(tmp_path, faces):
+    data = make_split(faces.subset(slice(0, 300)), "stratified:0.2")
+    quiet = {"progress": False, "log": lambda s: None, "data": data}
+    base = train(_cfg(epochs=1), tmp_path / "base", **quiet)
+    # A learning rate too small to move the weights: the run ends where it started.
+    tuned = train(_cfg(epochs=1, init=str(base), lr=1e-12), tmp_path / "tuned", **quiet)
+    a, b = load_model(base).state_dict(), load_model(tuned).state_dict()
+    for k in a:
+        if "weight" in k and a[k].dim() > 1:
+            torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=0)
+    with pytest.raises(ModelError, match="do not fit"):
+        train(_cfg(epochs=1, model="cnn", init=str(base)), tmp_path / "other", **quiet)
+
+
+def test_student_learns_the_teachers_answers(tmp_path, faces):
+    """With only the teacher's soft targets (distill 1) the student follows the teacher, even
+    against the labels: this teacher was trained to answer the next class."""
+    shifted = dataclasses.replace(faces, labels=(faces.labels + 1) % 7)
+    quiet = {"progress": False, "log": lambda s: None}
+    teacher = train(_cfg(epochs=6), tmp_path / "teacher",
+                    data=make_split(shifted, "usage"), **quiet)
+    # True labels to train on; the teacher's answers to validate (and keep the best epoch) on.
+    data = (make_split(faces, "usage")[0], make_split(shifted, "usage")[1])
+    student = train(_cfg(epochs=4, teacher=str(teacher), distill=1.0, temperature=1.0),
+                    tmp_path / "student", data=data, **quiet)
+    assert read_history(student)[-1]["train_acc"] <= 0.1  # against the true labels
+    x = torch.from_numpy(data[1].images).unsqueeze(1).float() / 255
+    with torch.no_grad():
+        said = load_model(student)(x).argmax(1)
+        taught = load_model(teacher)(x).argmax(1)
+    assert (said == taught).float().mean().item() >= 0.8
