@@ -5,7 +5,8 @@ public-domain photos that ship inside installed packages, and classifier images/
 1 and 64, beside the `fer` package's figures measured on this machine type. Optional:
 ``--framing DATA`` measures where the Haar box falls inside FER2013 faces (the crop margin).
 
-    python benchmarks/bench_faces.py [--model bundled] [--repeat 20] [--detector haar]
+    python benchmarks/bench_faces.py [--model bundled] [--repeat 20] [--detector auto]
+                                     [--blaze-sides 192,384] [--every-pass] [--fp32]
                                      [--step 1.1] [--framing fer2013.csv.gz]
 
 Run on an idle machine: the figures are wall-clock times.
@@ -30,7 +31,9 @@ from ferlab.faces import (
     DEFAULT_DETECTOR,
     DETECTORS,
     SCALE_FACTOR,
+    BlazeFaceFinder,
     FaceDetector,
+    FirstFound,
     crop_faces,
     load_photo,
 )
@@ -165,23 +168,26 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"Haar step between face sizes (default {SCALE_FACTOR}, ferlab's)")
     ap.add_argument("--blaze-sides", default="192,384",
                     help="BlazeFace passes, longer side of each (default 192,384, ferlab's)")
+    ap.add_argument("--every-pass", action="store_true",
+                    help="run every BlazeFace pass on every photo (default: adaptive, ferlab's)")
     ap.add_argument("--fp32", action="store_true",
-                    help="classify in float32 (default: bf16 where the CPU has it, as ferlab)")
+                    help="classify and detect in float32 (default: bf16 where the CPU has it, "
+                         "as ferlab)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     model, label = load_model_or_stand_in(args.model)
     print(f"model: {label}; torch threads {torch.get_num_threads()}; cpus {os.cpu_count()}")
     rec = Recognizer(model, detector=args.detector, bf16=False if args.fp32 else None)
-    if args.detector == "haar":
-        rec.detector = FaceDetector(scale_factor=args.step)
-        print(f"detector: Haar alt2, step between face sizes {args.step}")
-    else:
-        from ferlab.faces import BlazeFaceFinder
-
-        sides = tuple(int(v) for v in args.blaze_sides.split(","))
-        rec.detector = BlazeFaceFinder(sides=sides)
-        print(f"detector: BlazeFace (full range), passes at {sides} px")
+    sides = tuple(int(v) for v in args.blaze_sides.split(","))
+    haar = FaceDetector(scale_factor=args.step)
+    blaze = BlazeFaceFinder(sides=sides, bf16=False if args.fp32 else None,
+                            adaptive=not args.every_pass)
+    rec.detector = {"haar": haar, "blazeface": blaze, "auto": FirstFound(blaze, haar)}[
+        args.detector]
+    passes = "every pass" if args.every_pass else "a later pass only for room for smaller faces"
+    print(f"detector: {args.detector}; Haar alt2 step {args.step}; BlazeFace passes at {sides} "
+          f"px ({passes})")
     print(f"classifier in {'bf16' if rec.bf16 else 'float32'}")
     profile_rec = Recognizer(model, profile=True) if args.profile else None
     bench_photos(rec, args.repeat, profile_rec)

@@ -23,6 +23,7 @@ Test sets, all from installed packages (nothing downloaded):
   LFW's tight 25-px crops show no hair or chin, which BlazeFace needs and photos have.
 
     python benchmarks/compare_detectors.py [--extra-site /path/to/site-packages] [--sizes]
+                                           [--only TEXT]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferlab.faces import BlazeFaceFinder, FaceDetector
+from ferlab.faces import BlazeFaceFinder, FaceDetector, FirstFound
 
 SIDE = 100  # pasted LFW face side (25 px enlarged 4x)
 PLACES = [(40, 40), (300, 50), (60, 300), (320, 320)]
@@ -170,9 +171,11 @@ def detectors(extra_site: str | None) -> dict:
     from skimage.feature import Cascade
 
     dets = {
+        "auto (ferlab's default)": FirstFound(BlazeFaceFinder(), FaceDetector()),
         "blazeface 0.5 (ferlab)": BlazeFaceFinder(),
+        "blazeface, every pass": BlazeFaceFinder(adaptive=False),
         "blazeface 0.6 (MediaPipe's)": BlazeFaceFinder(score_threshold=0.6),
-        "haar alt2": FaceDetector(),
+        "haar alt2 (ferlab)": FaceDetector(),
         "haar alt2, full size": FaceDetector(max_side=None),
         "haar default, step 1.2": FaceDetector(frontal="default", scale_factor=1.2),
         "haar alt2 + profile, 1.2": FaceDetector(profile=True, scale_factor=1.2),
@@ -211,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra-site", help="a site-packages folder to append (for dlib)")
     ap.add_argument("--sizes", action="store_true",
                     help="only the small-face sweep, for the Haar settings")
+    ap.add_argument("--only", metavar="TEXT",
+                    help="only the detectors whose name contains TEXT (e.g. 'ferlab')")
     args = ap.parse_args(argv)
     import matplotlib
     import skimage.data as sd
@@ -219,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     lfw = sd.lfw_subset()
     if args.sizes:
         dets = {k: d for k, d in detectors(None).items()
-                if isinstance(d, FaceDetector | BlazeFaceFinder)}
+                if isinstance(d, FaceDetector | BlazeFaceFinder | FirstFound)
+                and (not args.only or args.only in k)}
         blaze_framing()
         real_sweep(dets)
         size_sweep(dets, lfw[:100])
@@ -235,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{'ms/canvas':>10}")
     print(f"{'':<26}{'(of 100)':>11}{'faces':>10}{'(of 2)':>6}{'non-face':>9}{'480x480':>10}")
     for name, det in detectors(args.extra_site).items():
+        if args.only and args.only not in name:
+            continue
         found = tp = fp = 0
         times = []
         for c, gts in faces:

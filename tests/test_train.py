@@ -169,3 +169,19 @@ def test_student_learns_the_teachers_answers(tmp_path, faces):
         said = load_model(student)(x).argmax(1)
         taught = load_model(teacher)(x).argmax(1)
     assert (said == taught).float().mean().item() >= 0.8
+
+
+def test_cli_distillation_flags_reach_the_config():
+    from ferlab.cli import build_parser, config_from_args
+
+    def cfg(*extra):
+        args = build_parser().parse_args(["train", "--data", "d.csv", "--out", "r", *extra])
+        return config_from_args(args).train
+
+    plain = cfg()
+    assert (plain.init, plain.teacher, plain.distill) == ("", "", 0.0)
+    t = cfg("--init", "runs/a", "--teacher", "runs/ens", "--temperature", "3")
+    assert (t.init, t.teacher, t.distill, t.temperature) == ("runs/a", "runs/ens", 0.5, 3.0)
+    assert cfg("--teacher", "runs/ens", "--distill", "0.8").distill == 0.8
+    with pytest.raises(ConfigError, match="teacher"):
+        cfg("--distill", "0.5")

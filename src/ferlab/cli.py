@@ -161,10 +161,11 @@ def add_train(sub) -> None:
     g.add_argument("--seed", type=int, default=t.seed)
     g.add_argument("--no-bf16", action="store_true", help="train in float32")
     g.add_argument("--threads", type=int, default=t.threads, help="torch threads (0 = default)")
-    g.add_argument("--init", metavar="MODEL", default=t.init,
+    g = p.add_argument_group("fine-tuning and distillation")
+    g.add_argument("--init", metavar="MODEL",
                    help="start from this model's weights (run folder, file or 'bundled'; same "
                         "architecture): fine-tuning")
-    g.add_argument("--teacher", metavar="MODEL", default=t.teacher,
+    g.add_argument("--teacher", metavar="MODEL",
                    help="distil this model or ensemble folder into the one being trained")
     g.add_argument("--distill", type=_nonneg_float, default=t.distill,
                    help="weight of the teacher's soft targets in the loss, 0-1 (0.5 when --teacher "
@@ -204,7 +205,7 @@ def config_from_args(args):
             warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
             epoch_multiplier=args.epoch_multiplier, early_stopping=args.early_stopping,
             ema=args.ema, seed=args.seed, bf16=not args.no_bf16, threads=args.threads,
-            init=args.init, teacher=args.teacher,
+            init=args.init or "", teacher=args.teacher or "",
             distill=args.distill if args.distill or not args.teacher else 0.5,
             temperature=args.temperature),
     ).validate()

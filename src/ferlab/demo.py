@@ -24,6 +24,9 @@ from .recognizer import Face, Recognizer, annotate, photo_record, save_png
 
 DEMO_PHOTO = Path(__file__).parent / "assets" / "astronaut.jpg"
 DEMO_METHODS = ("saliency", "gradcam", "lime")
+# Who found a face, by its box kind, for the page's text.
+FOUND_BY = {"blazeface": "MediaPipe's BlazeFace network", "frontal": "OpenCV's Haar cascade",
+            "profile": "OpenCV's Haar profile cascade", "whole": "the whole picture (a face crop)"}
 MAX_EXPLAINED = 4  # faces explained in a group photo (LIME takes about a second each)
 
 
@@ -98,11 +101,13 @@ def run_demo(out_dir: str | Path = "demo-output", model: str | Path = BUNDLED,
     else:
         notes.append("no face was found in the photo")
 
+    found_by = sorted({FOUND_BY.get(f.box.kind, f.box.kind) for f in faces}) or [
+        "the face detector"]
     s1 = Section("photo", "Faces and emotions").add(
         para(f"{len(faces)} face{'s' if len(faces) != 1 else ''} found in "
              f"{photo_path.name} ({img.gray.shape[1]}x{img.gray.shape[0]} pixels) with "
-             f"OpenCV's Haar cascade, cropped like FER2013 faces (48x48 grey) and classified "
-             f"by {rec.model_name}."),
+             f"{' and '.join(found_by)}, cropped like FER2013 faces (48x48 grey) and "
+             f"classified by {rec.model_name}."),
         figure(annotated, f"{photo_path.name}: boxes, labels and probabilities"))
     if faces:
         s1.add(table(["face", "box (x, y, w, h)", *EMOTIONS],

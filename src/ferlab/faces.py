@@ -1,7 +1,10 @@
 """Finding faces in photos and cropping them the way FER2013 faces are framed.
 
-The detector is OpenCV's Haar cascades, which ship inside the ``opencv-python-headless`` 4.x
-wheel, so nothing is downloaded. ``benchmarks/compare_detectors.py`` compares what is offline
+Two detectors ship with ferlab and download nothing: OpenCV's Haar cascades, inside the
+``opencv-python-headless`` 4.x wheel, and MediaPipe's BlazeFace network, whose weights are in
+ferlab's package. The default, ``auto``, is BlazeFace, then Haar on photos where BlazeFace finds
+no face ("Why BlazeFace first" below). How Haar was chosen and set up:
+``benchmarks/compare_detectors.py`` compares the cascades and other detectors that are offline
 here (100 LFW faces pasted at known places, 2 real portraits, 106 pictures without a face):
 
 =================================  =========  ===========  ==========  =====================
@@ -27,16 +30,17 @@ is 24 px at 320 px, step 1.1 finds both faces and step 1.2 only one (``--step 1.
 Absolute times were taken while training shared the 2 cores, so only their ratios are given;
 ``benchmarks/bench_faces.py`` times the detector on an idle machine.
 
-The second detector, ``detector="blazeface"`` (``--detector blazeface``), is MediaPipe's
-full-range BlazeFace network (:mod:`ferlab.blazeface`, weights bundled, Apache-2.0), run at 192
-and 384 px. ``compare_detectors.py --sizes`` (real heads with their surroundings, 24 per face
-size on a 640x480 canvas): BlazeFace finds 23 of 24 at 32 px and 24 of 24 from 40 px, Haar 2 of
-24 at 48 px and at most 16 of 24 above (it misses the cameraman's turned head). On LFW's tight
-crops pasted alone Haar wins (83-99 of 100 from 60 px, BlazeFace 64-87). It is not faster:
-32 ms per photo against Haar's 28 ms in ``bench_faces.py --detector blazeface`` (one 192-px
-pass, ``--blaze-sides 192``: 8-10 ms of detection and 16.6 ms per photo, but faces under 10 %
-of the photo are lost, e.g. the scene's smaller face). So Haar stays the
-default and BlazeFace is the choice for turned heads and small real faces.
+Why BlazeFace first. ``detector="blazeface"`` is MediaPipe's full-range BlazeFace network
+(:mod:`ferlab.blazeface`, weights bundled, Apache-2.0), run in bf16 where the CPU has it, at 192
+px and, when the faces found leave room for smaller ones, at 384 px. On real heads with their
+surroundings (``compare_detectors.py --sizes``: 24 per face size on a 640x480 canvas) BlazeFace
+finds 23 of 24 at 32 px and 24 of 24 from 40 px; Haar 2 of 24 at 48 px and at most 16 of 24
+above, as it never finds the cameraman's turned head. Neither draws a false box there, nor on
+the 106 pictures without a face (``compare_detectors.py``). Haar wins on LFW's tight crops (no
+hair, no chin) pasted four to a canvas: 98 of 100 at 100 px against BlazeFace's 82, and 66-99
+against 53-87 from 54 to 120 px. ``auto`` does not change that (BlazeFace finds some of the
+four faces on each canvas, so Haar is not asked); ``detector="haar"`` is the choice for such
+crops. ``benchmarks/bench_faces.py`` times both on an idle machine.
 
 The crop matches training preprocessing. FER2013 faces were framed by a face detector: the Haar
 alt2 cascade finds a face in 1,642 of 2,000 FER2013 faces, with a box whose side is a median

@@ -101,9 +101,9 @@ class Recognizer:
         bf16: classify under bfloat16 autocast, as training validates; None (default) turns it on
             where the CPU computes bf16 natively (:func:`ferlab.cpu.bf16_is_native`), where it
             is faster (``benchmarks/bench_faces.py`` against ``--fp32``).
-        detector: ``"haar"`` (default: OpenCV's cascade) or ``"blazeface"`` (MediaPipe's
-            network: finds turned heads and smaller real faces, about 1.1x the time); see
-            :mod:`ferlab.faces`.
+        detector: ``"auto"`` (default: MediaPipe's BlazeFace network, then OpenCV's Haar
+            cascade on photos where BlazeFace finds no face), ``"blazeface"`` or ``"haar"``; see
+            :mod:`ferlab.faces` for what each finds and costs.
         profile: Haar's profile cascade too, for turned heads (slower; implies ``"haar"``).
         max_side: Haar detects on a copy at most this many pixels on its longer side (None: full
             size).
