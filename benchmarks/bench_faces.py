@@ -116,6 +116,22 @@ def bench_classifier(rec: Recognizer, repeat: int) -> None:
     print(f"{'fer package (its own)':<26}{FER_PACKAGE['classifier_img_s']:>10,.0f}")
 
 
+def bench_blazeface_net(repeat: int) -> None:
+    """BlazeFace's network alone, per pass size, in float32 and under bf16 autocast."""
+    from ferlab.blazeface import load_blazeface
+    from ferlab.cpu import autocast_bf16
+
+    net = load_blazeface().to(memory_format=torch.channels_last)
+    print(f"\n{'BlazeFace network':<26}{'float32 ms':>11}{'bf16 ms':>9}")
+    for h, w in [(192, 192), (224, 384), (384, 384)]:
+        x = torch.rand(1, 3, h, w).contiguous(memory_format=torch.channels_last)
+        ms = []
+        for bf16 in (False, True):
+            with torch.inference_mode(), autocast_bf16(bf16):
+                ms.append(timed(lambda x=x: net(x), repeat))
+        print(f"{f'{w}x{h} input':<26}{ms[0]:>11.1f}{ms[1]:>9.1f}", flush=True)
+
+
 def framing(data: str, n: int = 2000) -> None:
     """Where each detector's box falls inside FER2013 faces: side over the 48-pixel frame's side,
     and the frame's centre relative to the box centre (in box sides); ferlab.faces.FRAMING."""
@@ -192,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     profile_rec = Recognizer(model, profile=True) if args.profile else None
     bench_photos(rec, args.repeat, profile_rec)
     bench_classifier(rec, max(args.repeat, 50))
+    bench_blazeface_net(max(args.repeat, 50))
     if args.framing:
         framing(args.framing)
     return 0

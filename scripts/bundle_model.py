@@ -4,8 +4,10 @@
 
 Writes ``src/ferlab/assets/bundled.safetensors`` from the run's ``model.safetensors``, stored as
 float16 (half the bytes; loading puts the weights back into float32 parameters), and copies the
-run's ``config.json``, ``history.csv`` and log (``runs/NAME.log``, when there) to
-``docs/bundled/`` so the shipped weights keep their provenance. Check the result with
+run's ``config.json``, ``history.csv``, ``metrics.json`` and log (``runs/NAME.log``, when there)
+to ``docs/bundled/`` so the shipped weights keep their provenance. A run that started from
+another model (``--init``) or learnt from a teacher (``--teacher``, a run or an ensemble of runs)
+gets those runs' files too, in ``docs/bundled/<role>-<run>/``. Check the result with
 ``ferlab evaluate --model bundled --data fer2013.csv.gz --split PublicTest``.
 """
 
@@ -16,9 +18,27 @@ import shutil
 import sys
 from pathlib import Path
 
+from ferlab.io_utils import read_json
 from ferlab.model_io import bundled_model_path, load_model, save_model
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "bundled"
+
+
+def copy_run_files(run: Path, dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in (run / "config.json", run / "history.csv", run / "metrics.json",
+                run.with_suffix(".log")):
+        if src.is_file():
+            shutil.copy2(src, dest / ("train.log" if src.suffix == ".log" else src.name))
+
+
+def source_runs(spec: Path) -> list[str]:
+    """The run folders an ensemble folder was built from (its ``sources``), where they exist."""
+    if not (spec / "ensemble.json").is_file():
+        return []
+    shutil.copy2(spec / "ensemble.json", DOCS / f"teacher-{spec.name}.json")
+    return [s for s in read_json(spec / "ensemble.json").get("sources", [])
+            if (Path(s) / "config.json").is_file()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,12 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     info = {k: v for k, v in model.meta.items() if k in ("val_accuracy", "epoch", "run")}
     path = save_model(model, bundled_model_path(), half=True, **info)
     print(f"{args.run} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    DOCS.mkdir(parents=True, exist_ok=True)
-    for old in DOCS.iterdir():  # provenance of the model shipped before
-        old.unlink()
-    for src in (args.run / "config.json", args.run / "history.csv", args.run.with_suffix(".log")):
-        if src.is_file():
-            shutil.copy2(src, DOCS / ("train.log" if src.suffix == ".log" else src.name))
+    if DOCS.exists():
+        shutil.rmtree(DOCS)  # provenance of the model shipped before
+    copy_run_files(args.run, DOCS)
+    train_cfg = read_json(args.run / "config.json")["config"]["train"]
+    copied = set()
+    for role in ("init", "teacher"):
+        spec = Path(train_cfg.get(role) or "")
+        for run in ([spec] if (spec / "config.json").is_file() else
+                    [Path(s) for s in source_runs(spec)]):
+            if run.resolve() not in copied:  # a run both init and teacher member: once
+                copied.add(run.resolve())
+                copy_run_files(run, DOCS / f"{role}-{run.name}")
     print(f"provenance -> {DOCS}")
     return 0
 

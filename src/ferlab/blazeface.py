@@ -53,11 +53,12 @@ RAW_SCORE_CLIP = 100.0  # logits are clipped to +-this before the sigmoid, as Me
 # 10-75 % of the longer side, 384 (padded to multiples of 32 only) faces of 5-40 %.
 PASS_SIDES = (192, 384)
 # With ``adaptive`` passes, a pass after the first runs only if the faces found so far leave room
-# for smaller ones: none found, or one under this fraction of the photo's longer side (1.5x the
-# 192 pass's reach of about 10 %). Portraits then take one pass: the astronaut's face measures
-# 0.198 of the photo in that pass, the Grace Hopper portrait's 0.35. The price: a face under 10 %
-# beside faces all over 15 % is missed (a bystander far behind a close-up); adaptive=False.
-FINER_PASS_BELOW = 0.15
+# for smaller ones: none found, or one under this fraction of the photo's longer side (twice the
+# 192 pass's reach of about 10 %: a face half the size of the smallest one found is still found).
+# A close portrait or a webcam frame then takes one pass (Grace Hopper's face is 0.35 of her
+# portrait). The price: a face under 10 % beside faces all over 20 % is missed (a bystander far
+# behind a close-up). 0.15 missed the 8 % face beside a 16 % one in bench_faces.py's scene.
+FINER_PASS_BELOW = 0.2
 
 ASSET_NAME = "blazeface_full_range.safetensors"
 
@@ -271,11 +272,13 @@ class BlazeFaceDetector:
         adaptive: run a pass after the first only when the faces found so far leave room for
             smaller ones (none found, or one under ``FINER_PASS_BELOW`` of the longer side).
             Portraits and webcam frames then cost one pass; the price is a face under 10 % of
-            the photo beside faces all over 15 % (``adaptive=False`` runs every pass).
+            the photo beside faces all over 20 % (``adaptive=False`` runs every pass).
         weights: a ``.safetensors`` file; default: the one bundled with ferlab.
         bf16: run the network under bfloat16 autocast; None (default) where the CPU computes
-            bf16 natively (:func:`ferlab.cpu.bf16_is_native`). There it is about 1.3-2x faster
-            (``benchmarks/bench_faces.py --detector blazeface`` against ``--fp32``).
+            bf16 natively (:func:`ferlab.cpu.bf16_is_native`). There the network alone ran
+            1.0-1.5x faster than in float32 (``benchmarks/bench_faces.py``'s last table; these
+            small convolutions time noisily on 2 shared cores), and boxes stay within a pixel
+            or two (``tests/test_blazeface.py``).
 
     Example:
         >>> detect = BlazeFaceDetector()
