@@ -36,7 +36,6 @@ def source_runs(spec: Path) -> list[str]:
     """The run folders an ensemble folder was built from (its ``sources``), where they exist."""
     if not (spec / "ensemble.json").is_file():
         return []
-    shutil.copy2(spec / "ensemble.json", DOCS / f"teacher-{spec.name}.json")
     return [s for s in read_json(spec / "ensemble.json").get("sources", [])
             if (Path(s) / "config.json").is_file()]
 
@@ -56,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     copied = set()
     for role in ("init", "teacher"):
         spec = Path(train_cfg.get(role) or "")
+        if (spec / "ensemble.json").is_file():
+            shutil.copy2(spec / "ensemble.json", DOCS / f"{role}-{spec.name}.json")
         for run in ([spec] if (spec / "config.json").is_file() else
                     [Path(s) for s in source_runs(spec)]):
             if run.resolve() not in copied:  # a run both init and teacher member: once

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from ferlab.cli import main
+from ferlab.cpu import bf16_is_native
 from ferlab.errors import ConfigError, ModelError
 from ferlab.model_io import load_model
-from ferlab.predict import bf16_is_native, predict_faces, predict_file, submission_text, tta_views
+from ferlab.predict import predict_faces, predict_file, submission_text, tta_views
 from ferlab.synthetic import (
     make_faces,
     write_fer2013_csv,

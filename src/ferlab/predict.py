@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .constants import EMOTIONS, NUM_CLASSES
-from .cpu import autocast_bf16, bf16_is_native  # noqa: F401  (re-exported)
+from .cpu import autocast_bf16
 from .data import FaceSet, load_faces
 from .errors import ConfigError
 from .io_utils import write_text
@@ -93,7 +93,8 @@ def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *,
         faces: a FaceSet, or ``uint8 [N, 48, 48]`` images.
         tta: test-time augmentation: ``True``/``"flip"`` averages each face with its mirror,
             ``"shift"`` also with 2-pixel shifts of both (see :func:`tta_views`).
-        bf16: run the model under bfloat16 autocast (faster where :func:`bf16_is_native`).
+        bf16: run the model under bfloat16 autocast (faster where
+            :func:`ferlab.cpu.bf16_is_native`).
         batch_size: faces per forward pass.
         progress: show a progress bar (hidden anyway when not on a terminal).
 
