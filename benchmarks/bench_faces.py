@@ -36,6 +36,7 @@ from ferlab.faces import (
     FirstFound,
     crop_faces,
     load_photo,
+    make_detector,
 )
 from ferlab.recognizer import Recognizer
 
@@ -186,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="BlazeFace passes, longer side of each (default 192,384, ferlab's)")
     ap.add_argument("--every-pass", action="store_true",
                     help="run every BlazeFace pass on every photo (default: adaptive, ferlab's)")
+    ap.add_argument("--min-face", type=float, metavar="FRACTION",
+                    help="build the detector as `ferlab predict --min-face` does (0.1: one "
+                         "BlazeFace pass, Haar at 240 px); overrides --blaze-sides and --step")
     ap.add_argument("--fp32", action="store_true",
                     help="classify and detect in float32 (default: bf16 where the CPU has it, "
                          "as ferlab)")
@@ -202,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     rec.detector = {"haar": haar, "blazeface": blaze, "auto": FirstFound(blaze, haar)}[
         args.detector]
     passes = "every pass" if args.every_pass else "a later pass only for room for smaller faces"
+    if args.min_face is not None:
+        rec.detector = make_detector(args.detector, min_face=args.min_face)
+        parts = (rec.detector.detectors if isinstance(rec.detector, FirstFound)
+                 else (rec.detector,))
+        sides = next((d.sides for d in parts if isinstance(d, BlazeFaceFinder)), ())
+        haar_px = next((d.max_side for d in parts if isinstance(d, FaceDetector)), None)
+        passes += f"; --min-face {args.min_face}: Haar searches {haar_px} px"
     print(f"detector: {args.detector}; Haar alt2 step {args.step}; BlazeFace passes at {sides} "
           f"px ({passes})")
     print(f"classifier in {'bf16' if rec.bf16 else 'float32'}")

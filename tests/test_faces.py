@@ -310,3 +310,20 @@ def test_auto_falls_back_to_haar_only_where_blazeface_finds_nothing():
     empty = Stub([])
     assert FirstFound(empty, second)(gray) == second.boxes and second.calls == 1
     assert FirstFound(empty, Stub([]))(gray) == []
+
+
+def test_min_face_skips_the_finer_pass_and_shrinks_haars_search(astronaut):
+    rgb, _ = astronaut
+    canvas = np.full((480, 640), 100, np.uint8)
+    # The astronaut at 216 px: her face is about 6 % of the longer side, under 0.1.
+    canvas[200:416, 300:516] = cv2.resize(load_photo(rgb).gray, (216, 216),
+                                          interpolation=cv2.INTER_AREA)
+    assert len(make_detector("blazeface")(canvas)) == 1
+    assert make_detector("blazeface", min_face=0.1)(canvas) == []
+    fast, fine = make_detector(min_face=0.1), make_detector(min_face=0.05)
+    assert fast.detectors[0].sides == (192,) and fast.detectors[1].max_side == 240
+    assert fine.detectors[0].sides == (192, 384) and fine.detectors[1].max_side == 480
+    assert make_detector("haar", min_face=0.9).max_side == 48
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ConfigError, match="min_face"):
+            make_detector(min_face=bad)

@@ -195,6 +195,13 @@ def test_cli_predict_image(model_file, photo_files, tmp_path, capsys):
     rc = cli.main(["predict", "--model", str(model_file), "--image",
                    str(photo_files / "astronaut.jpg"), "--json", str(tmp_path / "f.json")])
     assert rc == 0 and (tmp_path / "f.json").exists()
+    # One BlazeFace pass still finds her face (about 20 % of the photo's side).
+    args = ["predict", "--model", str(model_file), "--image", str(photo_files / "astronaut.jpg")]
+    assert cli.main([*args, "--min-face", "0.1"]) == 0
+    capsys.readouterr()
+    assert cli.main([*args, "--min-face", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "min_face" in err and "Traceback" not in err
     bad = tmp_path / "bad.jpg"
     bad.write_text("text")
     capsys.readouterr()

@@ -16,6 +16,7 @@ from ferlab.model_io import load_model
 from ferlab.train import (
     RunExistsError,
     TrainingInterrupted,
+    cached_teacher_logits,
     distillation_loss,
     lr_at,
     read_history,
@@ -133,9 +134,26 @@ def test_distillation_loss_is_zero_on_agreement_and_scaled_by_t_squared():
 def test_distillation_needs_a_teacher_and_a_weight():
     for kw, msg in [({"distill": 0.5}, "teacher"), ({"teacher": "runs/a"}, "distill"),
                     ({"teacher": "runs/a", "distill": 1.5}, "distill"),
-                    ({"teacher": "runs/a", "distill": 0.5, "temperature": 0}, "temperature")]:
+                    ({"teacher": "runs/a", "distill": 0.5, "temperature": 0}, "temperature"),
+                    ({"teacher_cache": True}, "teacher")]:
         with pytest.raises(ConfigError, match=msg):
             _cfg(**kw).validate()
+    cached = _cfg(teacher="runs/a", distill=0.5, teacher_cache=True)
+    with pytest.raises(ConfigError, match="mixup"):
+        dataclasses.replace(cached, augment=AugmentConfig(mixup=0.2)).validate()
+
+
+def test_cached_teacher_is_the_mean_of_a_face_and_its_mirror():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7))
+    faces = torch.randint(0, 256, (5, 1, 48, 48), dtype=torch.uint8)
+    got = cached_teacher_logits(net, faces, bf16=False, channels_last=False, batch_size=2)
+    with torch.no_grad():
+        probs = [net(v.float() / 255).softmax(1) for v in (faces, faces.flip(-1))]
+    torch.testing.assert_close(got.exp(), (probs[0] + probs[1]) / 2)
+    # A face and its mirror get the same target, so flip augmentation cannot contradict it.
+    torch.testing.assert_close(
+        got, cached_teacher_logits(net, faces.flip(-1), False, False, batch_size=2))
 
 
 def test_init_starts_from_the_given_weights(tmp_path, faces):
@@ -152,7 +170,8 @@ def test_init_starts_from_the_given_weights(tmp_path, faces):
         train(_cfg(epochs=1, model="cnn", init=str(base)), tmp_path / "other", **quiet)
 
 
-def test_student_learns_the_teachers_answers(tmp_path, faces):
+@pytest.mark.parametrize("cache", [False, True], ids=["teacher-per-batch", "teacher-cached"])
+def test_student_learns_the_teachers_answers(tmp_path, faces, cache):
     """With only the teacher's soft targets (distill 1) the student follows the teacher, even
     against the labels: this teacher was trained to answer the next class."""
     shifted = dataclasses.replace(faces, labels=(faces.labels + 1) % 7)
@@ -161,7 +180,8 @@ def test_student_learns_the_teachers_answers(tmp_path, faces):
                     data=make_split(shifted, "usage"), **quiet)
     # True labels to train on; the teacher's answers to validate (and keep the best epoch) on.
     data = (make_split(faces, "usage")[0], make_split(shifted, "usage")[1])
-    student = train(_cfg(epochs=4, teacher=str(teacher), distill=1.0, temperature=1.0),
+    student = train(_cfg(epochs=4, teacher=str(teacher), distill=1.0, temperature=1.0,
+                         teacher_cache=cache),
                     tmp_path / "student", data=data, **quiet)
     assert read_history(student)[-1]["train_acc"] <= 0.1  # against the true labels
     x = torch.from_numpy(data[1].images).unsqueeze(1).float() / 255
@@ -179,7 +199,8 @@ def test_cli_distillation_flags_reach_the_config():
         return config_from_args(args).train
 
     plain = cfg()
-    assert (plain.init, plain.teacher, plain.distill) == ("", "", 0.0)
+    assert (plain.init, plain.teacher, plain.distill, plain.teacher_cache) == ("", "", 0.0, False)
+    assert cfg("--teacher", "runs/ens", "--teacher-cache").teacher_cache
     t = cfg("--init", "runs/a", "--teacher", "runs/ens", "--temperature", "3")
     assert (t.init, t.teacher, t.distill, t.temperature) == ("runs/a", "runs/ens", 0.5, 3.0)
     assert cfg("--teacher", "runs/ens", "--distill", "0.8").distill == 0.8

@@ -74,6 +74,7 @@ class TrainConfig:
     teacher: str = ""  # model or ensemble folder whose soft predictions are distilled
     distill: float = 0.0  # weight of the teacher's soft-target loss, in [0, 1] (0 = off)
     temperature: float = 2.0  # softmax temperature of both nets in the distillation loss
+    teacher_cache: bool = False  # teacher predicts each training face once, not every batch
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ class RunConfig:
             (not t.distill or t.teacher, "distill needs a teacher model"),
             (not t.teacher or t.distill > 0, "a teacher needs a distill weight above 0"),
             (t.temperature > 0, f"temperature must be positive, got {t.temperature}"),
+            (not t.teacher_cache or t.teacher, "teacher cache needs a teacher model"),
+            (not (t.teacher_cache and self.augment.mixup),
+             "a cached teacher cannot follow mixup's blended faces; drop --mixup or the cache"),
             (self.augment.shift >= 0 and self.augment.rotation >= 0 and self.augment.zoom >= 0
              and self.augment.shear >= 0 and self.augment.crop >= 0,
              "augmentation magnitudes must be >= 0"),

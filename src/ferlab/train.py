@@ -182,6 +182,19 @@ def load_teacher(spec: str, channels_last: bool) -> torch.nn.Module:
     return teacher
 
 
+def cached_teacher_logits(teacher: torch.nn.Module, images: torch.Tensor, bf16: bool,
+                          channels_last: bool, batch_size: int) -> torch.Tensor:
+    """The teacher's log-probabilities ``[N, 7]`` for each face, averaged with its mirror's.
+
+    Computed once before training (``--teacher-cache``), they stand in for the teacher's answer
+    on every augmented view of that face: the augmentations are mild, and the mirror average
+    makes the target the same for a face and its flip.
+    """
+    views = [predict_probs(teacher, v, batch_size, bf16, channels_last)
+             for v in (images, images.flip(-1))]
+    return ((views[0] + views[1]) / 2).clamp_min(1e-12).log()
+
+
 @dataclass
 class EvalResult:
     loss: float
@@ -357,6 +370,13 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     teacher = load_teacher(t.teacher, t.channels_last) if t.distill else None
+    teacher_cache = None
+    if teacher is not None and t.teacher_cache:
+        t_start = time.perf_counter()
+        teacher_cache = cached_teacher_logits(teacher, x_train, t.bf16, t.channels_last,
+                                              t.eval_batch_size)
+        log(f"teacher {t.teacher} predicted {len(teacher_cache):,} faces and their mirrors in "
+            f"{time.perf_counter() - t_start:.0f} s")
     optimizer = make_optimizer(model, t)
     ema = WeightEMA(model, t.ema) if t.ema else None
     n_train = len(y_train)
@@ -434,9 +454,12 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                         logits = model(x)
                     loss = F.cross_entropy(logits.float(), target,
                                            label_smoothing=t.label_smoothing)
-                    if teacher is not None:
+                    if teacher_cache is not None:
+                        teacher_logits = teacher_cache[idx]
+                    elif teacher is not None:
                         with torch.no_grad(), autocast():
                             teacher_logits = teacher(x)
+                    if teacher is not None:
                         loss = (1 - t.distill) * loss + t.distill * distillation_loss(
                             logits.float(), teacher_logits.float(), t.temperature)
                     optimizer.zero_grad(set_to_none=True)
