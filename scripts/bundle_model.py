@@ -7,8 +7,8 @@ float16 (half the bytes; loading puts the weights back into float32 parameters),
 run's ``config.json``, ``history.csv``, ``metrics.json`` and log (``runs/NAME.log``, when there)
 to ``docs/bundled/`` so the shipped weights keep their provenance. A run that started from
 another model (``--init``) or learnt from a teacher (``--teacher``, a run or an ensemble of runs)
-gets those runs' files too, in ``docs/bundled/<role>-<run>/``. Check the result with
-``ferlab evaluate --model bundled --data fer2013.csv.gz --split PublicTest``.
+gets those runs' files too, and theirs in turn, in ``docs/bundled/<role>-<run>/``. Check the
+result with ``ferlab evaluate --model bundled --data fer2013.csv.gz --split PublicTest``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,22 @@ def source_runs(spec: Path) -> list[str]:
             if (Path(s) / "config.json").is_file()]
 
 
+def copy_ancestors(run: Path, copied: set[Path]) -> None:
+    """The files of the runs ``run`` started from or learnt from, and of theirs in turn, each
+    once, in ``docs/bundled/<role>-<run>/`` (role: how the first run naming it used it)."""
+    train_cfg = read_json(run / "config.json")["config"]["train"]
+    for role in ("init", "teacher"):
+        spec = Path(train_cfg.get(role) or "")
+        if (spec / "ensemble.json").is_file():
+            shutil.copy2(spec / "ensemble.json", DOCS / f"{role}-{spec.name}.json")
+        for src in ([spec] if (spec / "config.json").is_file() else
+                    [Path(s) for s in source_runs(spec)]):
+            if src.resolve() not in copied:  # a run both init and teacher member: once
+                copied.add(src.resolve())
+                copy_run_files(src, DOCS / f"{role}-{src.name}")
+                copy_ancestors(src, copied)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="run folder of the model to ship as 'bundled'")
@@ -51,17 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if DOCS.exists():
         shutil.rmtree(DOCS)  # provenance of the model shipped before
     copy_run_files(args.run, DOCS)
-    train_cfg = read_json(args.run / "config.json")["config"]["train"]
-    copied = set()
-    for role in ("init", "teacher"):
-        spec = Path(train_cfg.get(role) or "")
-        if (spec / "ensemble.json").is_file():
-            shutil.copy2(spec / "ensemble.json", DOCS / f"{role}-{spec.name}.json")
-        for run in ([spec] if (spec / "config.json").is_file() else
-                    [Path(s) for s in source_runs(spec)]):
-            if run.resolve() not in copied:  # a run both init and teacher member: once
-                copied.add(run.resolve())
-                copy_run_files(run, DOCS / f"{role}-{run.name}")
+    copy_ancestors(args.run, {args.run.resolve()})
     print(f"provenance -> {DOCS}")
     return 0
 

@@ -84,7 +84,8 @@ BLAZE_SCALE = 1.079
 BLAZE_DY = -0.047
 # BlazeFace passes: at 192 px (MediaPipe's letterboxed square) it finds faces of 10-75 % of the
 # photo's longer side; a second pass at 384 px finds them down to about 5 %, for about 3x the
-# time. ``sides=(192,)`` is the fast choice when faces are large (video of one person).
+# time. ``sides=(192,)`` (``make_detector(min_face=0.1)``, ``--min-face 0.1``) is the fast
+# choice when faces are large (portraits, video of one person).
 BLAZE_SIDES = (192, 384)
 # The smallest face the 192-px pass alone finds, as a fraction of the photo's longer side: a
 # ``min_face`` at least this large makes BlazeFace skip its 384-px pass.
@@ -312,9 +313,9 @@ def make_detector(name: str | None = None, *, profile: bool = False,
     ``min_face`` is the smallest face to look for, as a fraction of the photo's longer side.
     None (default): BlazeFace down to about 5 % (its 384-px pass runs when the 192-px one leaves
     room for smaller faces), Haar down to ``MIN_PX / max_side`` (7.5 %). From
-    ``ONE_PASS_MIN_FACE`` (0.1) up, BlazeFace makes one 192-px pass, which halves its time on
-    photos with small faces or none; Haar then searches a copy of ``MIN_PX / min_face`` pixels
-    (240 at 0.1) instead of ``max_side``.
+    ``ONE_PASS_MIN_FACE`` (0.1) up, BlazeFace makes one 192-px pass, which about halves its
+    time on photos with a face under 20 % of the longer side, or none; Haar then searches a
+    copy of ``MIN_PX / min_face`` pixels (240 at 0.1) instead of ``max_side``.
     """
     name = name or ("haar" if profile else DEFAULT_DETECTOR)
     if name not in DETECTORS:
