@@ -144,12 +144,13 @@ def test_cli_predict(eval_run, tmp_path, small_faces, capsys):
 def test_cli_predict_image_goes_to_the_recognizer(monkeypatch):
     calls = []
     fake = types.ModuleType("ferlab.recognizer")
-    fake.predict_photos = lambda model, image, out, json_path, tta=False, detector=None: (
-        calls.append((model, image, out, json_path, tta, detector)) or 0)
+    fake.predict_photos = lambda model, image, out, json_path, tta=False, detector=None, \
+        min_face=None: calls.append((model, image, out, json_path, tta, detector, min_face)) or 0
     monkeypatch.setitem(sys.modules, "ferlab.recognizer", fake)
     assert main(["predict", "--image", "photo.jpg", "--json", "r.json", "--tta"]) == 0
     assert main(["predict", "--image", "p.jpg", "--tta-shift"]) == 0
-    assert main(["predict", "--image", "q.jpg", "--detector", "blazeface"]) == 0
-    assert calls == [("bundled", "photo.jpg", None, "r.json", "flip", "auto"),
-                     ("bundled", "p.jpg", None, None, "shift", "auto"),
-                     ("bundled", "q.jpg", None, None, None, "blazeface")]
+    assert main(["predict", "--image", "q.jpg", "--detector", "blazeface",
+                 "--min-face", "0.1"]) == 0
+    assert calls == [("bundled", "photo.jpg", None, "r.json", "flip", "auto", None),
+                     ("bundled", "p.jpg", None, None, "shift", "auto", None),
+                     ("bundled", "q.jpg", None, None, None, "blazeface", 0.1)]

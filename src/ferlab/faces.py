@@ -83,9 +83,10 @@ CROP_SCALE = 1.032
 BLAZE_SCALE = 1.079
 BLAZE_DY = -0.047
 # BlazeFace passes: at 192 px (MediaPipe's letterboxed square) it finds faces of 10-75 % of the
-# photo's longer side; a second pass at 384 px finds them down to about 5 %, for about 3x the
-# time. ``sides=(192,)`` (``make_detector(min_face=0.1)``, ``--min-face 0.1``) is the fast
-# choice when faces are large (portraits, video of one person).
+# photo's longer side; a second pass at 384 px finds them down to about 5 %, for 1.6-2x the
+# first pass's time in bf16 (``benchmarks/bench_faces.py``'s network table). ``sides=(192,)``
+# (``make_detector(min_face=0.1)``, ``--min-face 0.1``) is the fast choice when faces are
+# large (portraits, video of one person).
 BLAZE_SIDES = (192, 384)
 # The smallest face the 192-px pass alone finds, as a fraction of the photo's longer side: a
 # ``min_face`` at least this large makes BlazeFace skip its 384-px pass.
