@@ -3,11 +3,13 @@
 Prints milliseconds per photo end to end (from the decoded photo, and from the JPEG file) on
 public-domain photos that ship inside installed packages, and classifier images/second at batch
 1 and 64, beside the `fer` package's figures measured on this machine type. Optional:
-``--framing DATA`` measures where the Haar box falls inside FER2013 faces (the crop margin).
+``--framing DATA`` measures where the Haar box falls inside FER2013 faces (the crop margin);
+``--agreement DATA`` how float32, bf16 autocast and the folded bf16 copy agree on PublicTest.
 
     python benchmarks/bench_faces.py [--model bundled] [--repeat 20] [--detector auto]
                                      [--blaze-sides 192,384] [--every-pass] [--fp32]
                                      [--step 1.1] [--framing fer2013.csv.gz]
+                                     [--agreement fer2013.csv.gz]
 
 Run on an idle machine: the figures are wall-clock times.
 """
@@ -71,10 +73,13 @@ def timed(fn, repeat: int) -> float:
 
 
 def load_model_or_stand_in(spec: str) -> tuple[torch.nn.Module | str, str]:
+    """``spec`` itself where it loads, so that the Recognizer loads it as users' do (and runs
+    its fast copy), else an untrained stand-in module."""
     from ferlab.model_io import load_model
 
     try:
-        return load_model(spec), spec
+        load_model(spec)
+        return spec, spec
     except FerlabError as e:
         from ferlab.models import create_model
 
@@ -118,19 +123,56 @@ def bench_classifier(rec: Recognizer, repeat: int) -> None:
 
 
 def bench_blazeface_net(repeat: int) -> None:
-    """BlazeFace's network alone, per pass size, in float32 and under bf16 autocast."""
+    """BlazeFace's network alone, per pass size: float32 and bf16 weights, eager and traced."""
     from ferlab.blazeface import load_blazeface
-    from ferlab.cpu import autocast_bf16
+    from ferlab.cpu import run_traced, trace_for_inference
 
-    net = load_blazeface().to(memory_format=torch.channels_last)
-    print(f"\n{'BlazeFace network':<26}{'float32 ms':>11}{'bf16 ms':>9}")
+    nets = {dtype: load_blazeface().to(dtype, memory_format=torch.channels_last)
+            for dtype in (torch.float32, torch.bfloat16)}
+    t = time.perf_counter()
+    traced = trace_for_inference(nets[torch.bfloat16], torch.zeros(
+        1, 3, 192, 192, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last))
+    trace_s = time.perf_counter() - t
+    print(f"\n{'BlazeFace network':<26}{'float32 ms':>11}{'bf16 ms':>9}{'bf16 traced':>13}")
     for h, w in [(192, 192), (224, 384), (384, 384)]:
         x = torch.rand(1, 3, h, w).contiguous(memory_format=torch.channels_last)
-        ms = []
-        for bf16 in (False, True):
-            with torch.inference_mode(), autocast_bf16(bf16):
-                ms.append(timed(lambda x=x: net(x), repeat))
-        print(f"{f'{w}x{h} input':<26}{ms[0]:>11.1f}{ms[1]:>9.1f}", flush=True)
+        xb = x.to(torch.bfloat16)
+        with torch.inference_mode():
+            ms = [timed(lambda x=x: nets[torch.float32](x), repeat),
+                  timed(lambda xb=xb: nets[torch.bfloat16](xb), repeat),
+                  timed(lambda xb=xb: run_traced(traced, xb), repeat)]
+        print(f"{f'{w}x{h} input':<26}{ms[0]:>11.1f}{ms[1]:>9.1f}{ms[2]:>13.1f}", flush=True)
+    print(f"tracing took {trace_s:.2f} s (ferlab traces from a detector's "
+          "TRACE_AFTER_CALLS-th pass on)")
+
+
+def agreement(data: str, spec: str) -> None:
+    """How the ways ferlab runs a classifier agree on PublicTest: float32, bf16 autocast (what
+    ``ferlab evaluate --bf16`` does) and the folded bf16 copy that the Recognizer classifies
+    photos with (:func:`ferlab.cpu.inference_copy`)."""
+    from ferlab.cpu import autocast_bf16, inference_copy
+    from ferlab.data import load_faces, select_split
+    from ferlab.model_io import load_model
+
+    faces = select_split(load_faces(data), "PublicTest")
+    x = torch.from_numpy(faces.images).unsqueeze(1).float().div_(255.0)
+    labels = torch.from_numpy(np.asarray(faces.labels))
+    model = load_model(spec).eval()
+    fast = inference_copy(model, bf16=True)
+
+    def probs(net, dtype, autocast=False):
+        with torch.inference_mode(), autocast_bf16(autocast):
+            return torch.cat([net(x[i:i + 256].to(dtype)).float().softmax(1)
+                              for i in range(0, len(x), 256)])
+
+    ref = probs(model, torch.float32)
+    print(f"\n{spec} on PublicTest ({len(x)} faces){'accuracy':>12}{'same label':>12}"
+          f"{'max |dp|':>10}")
+    for name, p in [("float32", ref), ("bf16 autocast", probs(model, torch.float32, True)),
+                    ("folded bf16 copy", probs(fast, torch.bfloat16))]:
+        acc = (p.argmax(1) == labels).float().mean().item()
+        same = (p.argmax(1) == ref.argmax(1)).float().mean().item()
+        print(f"{name:<41}{acc:>12.2%}{same:>12.2%}{(p - ref).abs().max().item():>10.3f}")
 
 
 def framing(data: str, n: int = 2000) -> None:
@@ -190,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-face", type=float, metavar="FRACTION",
                     help="build the detector as `ferlab predict --min-face` does (0.1: one "
                          "BlazeFace pass, Haar at 240 px); overrides --blaze-sides and --step")
+    ap.add_argument("--agreement", metavar="DATA",
+                    help="also score the model on DATA's PublicTest rows in float32, under bf16 "
+                         "autocast and as the folded bf16 copy that classifies photos")
     ap.add_argument("--fp32", action="store_true",
                     help="classify and detect in float32 (default: bf16 where the CPU has it, "
                          "as ferlab)")
@@ -222,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     bench_blazeface_net(max(args.repeat, 50))
     if args.framing:
         framing(args.framing)
+    if args.agreement:
+        agreement(args.agreement, args.model)
     return 0
 
 

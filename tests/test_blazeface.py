@@ -6,15 +6,19 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from safetensors import safe_open
 
 from ferlab.blazeface import (
+    TRACE_AFTER_CALLS,
     BlazeFaceDetector,
     BlazeFaceFullRange,
     anchor_centres,
     asset_path,
+    load_blazeface,
     weighted_nms,
 )
+from ferlab.cpu import run_traced, trace_for_inference
 from ferlab.errors import ConfigError, DataError
 
 ASTRONAUT_FACE = (176, 66, 95, 95)  # x, y, w, h, marked by hand
@@ -181,3 +185,38 @@ def test_adaptive_second_pass_only_when_smaller_faces_may_be_missed(astronaut):
     assert len(adaptive(canvas)) == 1
     # Nothing found in the first pass: the second runs too.
     assert count_passes(adaptive, np.full((480, 640), 128, np.uint8)) == 2
+
+
+def test_one_trace_serves_every_input_shape():
+    """Traced on a 192x192 square, the network gives eager mode's outputs on a 224x384 canvas
+    (TorchScript replays the same operations; shapes are not baked in)."""
+    net = load_blazeface().eval()
+    traced = trace_for_inference(net, torch.rand(1, 3, 192, 192))
+    assert traced is not None
+    x = torch.rand(1, 3, 224, 384) * 2 - 1
+    with torch.no_grad():
+        expected = net(x)
+        got = run_traced(traced, x)
+    for a, b in zip(got, expected, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_detector_switches_to_the_trace_and_finds_the_same_faces(astronaut):
+    eager = BlazeFaceDetector(bf16=False, sides=(192,), trace=False)
+    traced = BlazeFaceDetector(bf16=False, sides=(192,))
+    for call in range(1, TRACE_AFTER_CALLS + 2):  # one pass per call on this portrait
+        reference, faces = eager.detect(astronaut), traced.detect(astronaut)
+        assert eager._traced is None  # trace=False: never
+        assert (traced._traced is not None) == (call >= TRACE_AFTER_CALLS)
+        assert [(f.x, f.y, f.w, f.h) for f in faces] == [(f.x, f.y, f.w, f.h) for f in reference]
+        np.testing.assert_allclose([f.score for f in faces], [f.score for f in reference],
+                                   atol=1e-4)
+
+
+def test_a_net_that_cannot_be_traced_runs_eagerly():
+    class Branchy(torch.nn.Module):
+        def forward(self, x):
+            return x.tolist()  # a trace cannot record Python lists of values
+
+    assert trace_for_inference(Branchy(), torch.zeros(1, 3)) is None

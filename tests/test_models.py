@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
+from ferlab.cpu import inference_copy
 from ferlab.errors import ModelError
 from ferlab.model_io import load_model, save_model
 from ferlab.models import count_params, create_model, list_models, model_stats
@@ -100,3 +102,31 @@ def test_corrupt_and_mismatched_files(tmp_path):
     save_file(state, str(tmp_path / "mm.safetensors"), metadata={"ferlab": json.dumps(meta)})
     with pytest.raises(ModelError, match="do not fit"):
         load_model(tmp_path / "mm.safetensors")
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_inference_copy_folds_batch_norms_and_keeps_outputs(name):
+    torch.manual_seed(0)
+    model = create_model(name, **SMALL.get(name, {}))
+    for m in model.modules():  # trained-looking statistics, so that folding has work to do
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    model.eval()
+    x = torch.rand(5, 1, 48, 48)
+    with torch.no_grad():
+        expected = model(x)
+        exact = inference_copy(model, bf16=False)
+        np.testing.assert_allclose(exact(x), expected, rtol=1e-4, atol=1e-4)
+        fast = inference_copy(model, bf16=True)
+        got = fast(x.to(torch.bfloat16)).float()
+    scale = expected.abs().max()
+    assert (got - expected).abs().max() < 0.05 * scale  # bf16 keeps about 3 significant digits
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    left = [m for m in exact.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if name.startswith("vgg"):  # conv -> BN -> ReLU blocks: every norm folds
+        assert norms and not left
+    assert len(left) <= len(norms)
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the original is untouched
+    assert all(p.dtype == torch.bfloat16 for p in fast.parameters())

@@ -119,6 +119,11 @@ def test_classify_matches_the_model_and_tta_averages(eval_run, small_faces):
     assert np.allclose(rec.classify(imgs), expected, atol=1e-5)
     assert np.allclose(Recognizer(model, tta=True, bf16=False).classify(imgs),
                        (expected + mirrored) / 2, atol=1e-5)
+    # A model the Recognizer loads runs as a folded copy: the same in float32, and the model
+    # that explanations use is left as it was.
+    owned = Recognizer(eval_run, bf16=False)
+    assert np.allclose(owned.classify(imgs), expected, atol=1e-5)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in owned.model.modules())
     # bfloat16 keeps about 3 significant digits: probabilities move by well under 0.05.
     in_bf16 = Recognizer(eval_run, bf16=True).classify(imgs)
     assert np.abs(in_bf16 - expected).max() < 0.05 and in_bf16.dtype == np.float32

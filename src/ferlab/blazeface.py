@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from .cpu import autocast_bf16, bf16_is_native
+from .cpu import bf16_is_native, run_traced, trace_for_inference
 from .errors import ConfigError, DataError, ModelError
 
 INPUT_SIDE = 192  # MediaPipe feeds the network 192x192 pixels
@@ -59,6 +59,10 @@ PASS_SIDES = (192, 384)
 # portrait). The price: a face under 10 % beside faces all over 20 % is missed (a bystander far
 # behind a close-up). 0.15 missed the 8 % face beside a 16 % one in bench_faces.py's scene.
 FINER_PASS_BELOW = 0.2
+# The network runs as a TorchScript trace (:func:`ferlab.cpu.trace_for_inference`) from this
+# pass on: tracing took 0.14 s and saved 0.5-1.3 ms a pass (``benchmarks/bench_faces.py``'s
+# network table), so it pays on folders, video and webcams, not on one photo's one or two passes.
+TRACE_AFTER_CALLS = 3
 
 ASSET_NAME = "blazeface_full_range.safetensors"
 
@@ -274,11 +278,13 @@ class BlazeFaceDetector:
             Portraits and webcam frames then cost one pass; the price is a face under 10 % of
             the photo beside faces all over 20 % (``adaptive=False`` runs every pass).
         weights: a ``.safetensors`` file; default: the one bundled with ferlab.
-        bf16: run the network under bfloat16 autocast; None (default) where the CPU computes
-            bf16 natively (:func:`ferlab.cpu.bf16_is_native`). There the network alone ran
+        bf16: run the network in bfloat16; None (default) where the CPU computes bf16
+            natively (:func:`ferlab.cpu.bf16_is_native`). There the network alone ran
             1.0-1.5x faster than in float32 (``benchmarks/bench_faces.py``'s last table; these
             small convolutions time noisily on 2 shared cores), and boxes stay within a pixel
             or two (``tests/test_blazeface.py``).
+        trace: from the ``TRACE_AFTER_CALLS``-th pass on, run the network as a TorchScript
+            trace (the same operations without Python's per-layer cost); False: always eager.
 
     Example:
         >>> detect = BlazeFaceDetector()
@@ -288,7 +294,7 @@ class BlazeFaceDetector:
 
     def __init__(self, score_threshold: float = SCORE_THRESHOLD, nms_iou: float = NMS_IOU,
                  sides: tuple[int, ...] = PASS_SIDES, weights: str | Path | None = None,
-                 bf16: bool | None = None, adaptive: bool = True) -> None:
+                 bf16: bool | None = None, adaptive: bool = True, trace: bool = True) -> None:
         if not 0.0 < score_threshold < 1.0:
             raise ConfigError(f"score_threshold must be between 0 and 1, got {score_threshold}")
         if not 0.0 < nms_iou <= 1.0:
@@ -303,7 +309,12 @@ class BlazeFaceDetector:
         # Threshold on logits, so that only the few anchors above it go through the sigmoid.
         self._min_logit = math.log(score_threshold / (1.0 - score_threshold))
         # channels_last: PyTorch's CPU depthwise convs run about 25 % faster on NHWC data.
-        self.net = load_blazeface(weights).to(memory_format=torch.channels_last)
+        # Weights held in bf16 rather than autocast, which would re-cast them on every pass.
+        self.net = load_blazeface(weights).to(
+            torch.bfloat16 if self.bf16 else torch.float32, memory_format=torch.channels_last)
+        self.trace = trace
+        self._passes = 0
+        self._traced = None
         self._anchors: dict[tuple[int, int], np.ndarray] = {}  # by input shape, made once
 
     def letterbox(self, gray: np.ndarray, side: int = INPUT_SIDE
@@ -335,8 +346,15 @@ class BlazeFaceDetector:
         ``regressors [A, 16]`` and ``logits [A]`` (numpy, float32). Grey is fed as R = G = B."""
         h, w = canvas.shape
         x = torch.from_numpy(canvas).to(torch.float32).mul_(1 / 127.5).sub_(1.0)
-        x = x.expand(1, 3, h, w).contiguous(memory_format=torch.channels_last)
-        with autocast_bf16(self.bf16):
+        x = x.to(torch.bfloat16 if self.bf16 else torch.float32).expand(1, 3, h, w)
+        x = x.contiguous(memory_format=torch.channels_last)
+        self._passes += 1
+        if self.trace and self._traced is None and self._passes >= TRACE_AFTER_CALLS:
+            self._traced = trace_for_inference(self.net, x)
+            self.trace = self._traced is not None  # tracing failed: stay eager, don't retry
+        if self._traced is not None:
+            regressors, logits = run_traced(self._traced, x)
+        else:
             regressors, logits = self.net(x)
         return regressors[0].float().numpy(), logits[0].float().numpy()
 

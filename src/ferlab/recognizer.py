@@ -27,7 +27,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .constants import EMOTIONS, IMAGE_SIZE
-from .cpu import autocast_bf16, bf16_is_native
+from .cpu import autocast_bf16, bf16_is_native, inference_copy
 from .errors import DataError, FerlabError
 from .faces import (
     DETECT_SIDE,
@@ -98,9 +98,11 @@ class Recognizer:
         model: ``"bundled"``, a model file, a run folder, an ensemble folder, or a loaded model.
         tta: test-time augmentation: ``True``/``"flip"`` averages each face with its mirror,
             ``"shift"`` also with 2-pixel shifts (see :func:`ferlab.predict.tta_views`).
-        bf16: classify under bfloat16 autocast, as training validates; None (default) turns it on
-            where the CPU computes bf16 natively (:func:`ferlab.cpu.bf16_is_native`), where it
-            is faster (``benchmarks/bench_faces.py`` against ``--fp32``).
+        bf16: classify in bfloat16; None (default) turns it on where the CPU computes bf16
+            natively (:func:`ferlab.cpu.bf16_is_native`), where it is faster
+            (``benchmarks/bench_faces.py`` against ``--fp32``). A model the Recognizer loads
+            runs as a folded bf16 copy (:func:`ferlab.cpu.inference_copy`), a model passed in
+            under autocast; explanations always use the float32 model.
         detector: ``"auto"`` (default: MediaPipe's BlazeFace network, then OpenCV's Haar
             cascade on photos where BlazeFace finds no face), ``"blazeface"`` or ``"haar"``; see
             :mod:`ferlab.faces` for what each finds and costs.
@@ -126,10 +128,11 @@ class Recognizer:
                  min_face: float | None = None) -> None:
         owned = not isinstance(model, torch.nn.Module)
         self.model = _load(model)
-        if owned:  # a model we loaded ourselves: channels-last convolutions are faster here
-            self.model.to(memory_format=torch.channels_last)
         self.tta = tta_mode(tta)
         self.bf16 = bf16_is_native() if bf16 is None else bool(bf16)
+        # A model we loaded ourselves is classified by a folded (bf16) copy, faster than autocast
+        # at one face a call; a model passed in may change after this, so it runs as it is.
+        self._fast = inference_copy(self.model, self.bf16) if owned else None
         self.detector = make_detector(detector, profile=profile, max_side=max_side,
                                       min_neighbors=min_neighbors, min_face=min_face)
         self.model_name = str(model) if not isinstance(model, torch.nn.Module) else "<model>"
@@ -144,10 +147,13 @@ class Recognizer:
             crops = crops[None]
         if len(crops) == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(crops)).unsqueeze(1).float().div_(255.0)
+        if self._fast is not None:
+            x = x.to(next(self._fast.parameters()).dtype)
+            return average_probs(self._fast, x, self.tta, torch.channels_last).numpy()
         was_training = self.model.training
         self.model.eval()
         try:
-            x = torch.from_numpy(np.ascontiguousarray(crops)).unsqueeze(1).float().div_(255.0)
             with autocast_bf16(self.bf16):
                 p = average_probs(self.model, x, self.tta, torch.channels_last)
         finally:
