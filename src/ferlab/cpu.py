@@ -56,10 +56,10 @@ def inference_copy(model: nn.Module, bf16: bool) -> nn.Module:
     into the layers before them, channels-last, and its weights in bfloat16 when ``bf16``.
 
     Feed it inputs of its dtype (``next(copy.parameters()).dtype``). Autocast would re-cast every
-    weight on every call: a fifth of the time of a one-face forward pass of the bundled net; held
-    in bf16, the weights are cast once. PublicTest predictions of the bundled model agree with
-    float32 ones as often as under autocast (99.8 %). The copy does not follow later changes to
-    ``model``.
+    weight on every call, a cost that matters most at one face a call; held in bf16, the
+    weights are cast once (``benchmarks/bench_faces.py``'s classifier table compares the two). The
+    bundled model's PublicTest labels agree with float32 ones as often as under autocast
+    (``bench_faces.py --agreement DATA``). The copy does not follow later changes to ``model``.
 
     Example:
         >>> net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
