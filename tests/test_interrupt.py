@@ -50,16 +50,17 @@ def _start(*argv) -> subprocess.Popen:
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 600) -> None:
+def _wait_for(done, proc: subprocess.Popen, what: str, timeout: float = 600) -> None:
+    """Polls ``done()`` until it is true; fails if ``proc`` exits first or time runs out."""
     end = time.monotonic() + timeout
-    while not path.exists():
+    while not done():
         if proc.poll() is not None:
             out, err = proc.communicate()
-            pytest.fail(f"ferlab exited early ({proc.returncode}) before {path}:\n{out}\n{err}")
+            pytest.fail(f"ferlab exited early ({proc.returncode}) before {what}:\n{out}\n{err}")
         if time.monotonic() > end:
             proc.kill()
-            pytest.fail(f"no {path} after {timeout} s")
-        time.sleep(0.05)
+            pytest.fail(f"no {what} after {timeout} s")
+        time.sleep(0.02)
 
 
 def _history_rows(run: Path) -> list[dict]:
@@ -80,7 +81,7 @@ def _assert_consistent(run: Path) -> int:
 def test_signal_saves_and_exits_cleanly(tmp_path, small_csv, signum):
     run = tmp_path / "run"
     proc = _start("train", "--data", small_csv, "--out", run, "--epochs", "40", *TRAIN_ARGS)
-    _wait_for(run / "checkpoint.pt", proc)
+    _wait_for((run / "checkpoint.pt").exists, proc, f"{run / 'checkpoint.pt'}")
     time.sleep(random.uniform(0, 1.5))  # land anywhere: mid-epoch or while saving
     proc.send_signal(signum)
     out, err = proc.communicate(timeout=300)
@@ -110,12 +111,8 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path, small_csv):
     # epoch's time. (A delay counted from the first checkpoint once let a machine whose first epoch
     # was its slowest finish all six before the kill.)
     target = rng.randint(1, 3)
-    end = time.monotonic() + 600
-    while not (part / "history.csv").exists() or len(_history_rows(part)) < target:
-        if victim.poll() is not None or time.monotonic() > end:
-            victim.kill()
-            pytest.fail(f"no epoch {target} in {part}: {victim.communicate()}")
-        time.sleep(0.02)
+    _wait_for(lambda: (part / "history.csv").exists() and len(_history_rows(part)) >= target,
+              victim, f"epoch {target} in {part}")
     delay = rng.uniform(0, 0.9) * float(_history_rows(part)[-1]["seconds"])
     time.sleep(delay)
     victim.kill()  # SIGKILL: no handler runs, files are left as they are at this instant
