@@ -32,6 +32,7 @@ from ferlab.errors import FerlabError
 from ferlab.faces import (
     DEFAULT_DETECTOR,
     DETECTORS,
+    FALLBACK_MIN_FACE,
     SCALE_FACTOR,
     BlazeFaceFinder,
     FaceDetector,
@@ -127,27 +128,25 @@ def bench_classifier(rec: Recognizer, repeat: int) -> None:
 
 
 def bench_blazeface_net(repeat: int) -> None:
-    """BlazeFace's network alone, per pass size: float32 and bf16 weights, eager and traced."""
-    from ferlab.blazeface import load_blazeface
-    from ferlab.cpu import run_traced, trace_for_inference
+    """BlazeFace's network alone, per input size: PyTorch in float32 and bf16 weights
+    (channels-last), and ONNX Runtime on the bundled ``.onnx`` file (what ferlab runs)."""
+    from ferlab.blazeface import BlazeFaceDetector, load_blazeface
 
     nets = {dtype: load_blazeface().to(dtype, memory_format=torch.channels_last)
             for dtype in (torch.float32, torch.bfloat16)}
-    t = time.perf_counter()
-    traced = trace_for_inference(nets[torch.bfloat16], torch.zeros(
-        1, 3, 192, 192, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last))
-    trace_s = time.perf_counter() - t
-    print(f"\n{'BlazeFace network':<26}{'float32 ms':>11}{'bf16 ms':>9}{'bf16 traced':>13}")
+    onnx = BlazeFaceDetector(backend="onnx")
+    print(f"\n{'BlazeFace network':<26}{'torch fp32':>11}{'torch bf16':>11}{'ONNX Runtime':>14}")
+    rng = np.random.default_rng(0)
     for h, w in [(192, 192), (224, 384), (384, 384)]:
-        x = torch.rand(1, 3, h, w).contiguous(memory_format=torch.channels_last)
+        grey = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        x = torch.from_numpy(grey).float().div(127.5).sub(1).expand(1, 3, h, w)
+        x = x.contiguous(memory_format=torch.channels_last)
         xb = x.to(torch.bfloat16)
         with torch.inference_mode():
             ms = [timed(lambda x=x: nets[torch.float32](x), repeat),
                   timed(lambda xb=xb: nets[torch.bfloat16](xb), repeat),
-                  timed(lambda xb=xb: run_traced(traced, xb), repeat)]
-        print(f"{f'{w}x{h} input':<26}{ms[0]:>11.1f}{ms[1]:>9.1f}{ms[2]:>13.1f}", flush=True)
-    print(f"tracing took {trace_s:.2f} s (ferlab traces from a detector's "
-          "TRACE_AFTER_CALLS-th pass on)")
+                  timed(lambda g=grey: onnx.raw(g), repeat)]
+        print(f"{f'{w}x{h} input':<26}{ms[0]:>11.1f}{ms[1]:>11.1f}{ms[2]:>14.1f}", flush=True)
 
 
 def agreement(data: str, spec: str) -> None:
@@ -231,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"Haar step between face sizes (default {SCALE_FACTOR}, ferlab's)")
     ap.add_argument("--blaze-sides", default="192,384",
                     help="BlazeFace passes, longer side of each (default 192,384, ferlab's)")
+    ap.add_argument("--blaze-backend", choices=("onnx", "torch"), default="onnx",
+                    help="who runs BlazeFace: ONNX Runtime (default, ferlab's) or PyTorch "
+                         "(bf16 where the CPU has it, float32 with --fp32)")
     ap.add_argument("--every-pass", action="store_true",
                     help="run every BlazeFace pass on every photo (default: adaptive, ferlab's)")
     ap.add_argument("--min-face", type=float, metavar="FRACTION",
@@ -240,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also score the model on DATA's PublicTest rows in float32, under bf16 "
                          "autocast and as the folded bf16 copy that classifies photos")
     ap.add_argument("--fp32", action="store_true",
-                    help="classify and detect in float32 (default: bf16 where the CPU has it, "
-                         "as ferlab)")
+                    help="classify in float32 (default: bf16 where the CPU has it, as ferlab); "
+                         "with --blaze-backend torch, detect in float32 too")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -250,9 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     rec = Recognizer(model, detector=args.detector, bf16=False if args.fp32 else None)
     sides = tuple(int(v) for v in args.blaze_sides.split(","))
     haar = FaceDetector(scale_factor=args.step)
-    blaze = BlazeFaceFinder(sides=sides, bf16=False if args.fp32 else None,
-                            adaptive=not args.every_pass)
-    rec.detector = {"haar": haar, "blazeface": blaze, "auto": FirstFound(blaze, haar)}[
+    blaze = BlazeFaceFinder(sides=sides, adaptive=not args.every_pass, backend=args.blaze_backend,
+                            bf16=False if args.fp32 else None)
+    # auto's Haar looks only for faces that fill the photo, as ferlab's make_detector builds it.
+    fallback = FaceDetector(scale_factor=args.step, min_size=FALLBACK_MIN_FACE)
+    rec.detector = {"haar": haar, "blazeface": blaze, "auto": FirstFound(blaze, fallback)}[
         args.detector]
     passes = "every pass" if args.every_pass else "a later pass only for room for smaller faces"
     if args.min_face is not None:
@@ -262,13 +266,18 @@ def main(argv: list[str] | None = None) -> int:
         sides = next((d.sides for d in parts if isinstance(d, BlazeFaceFinder)), ())
         haar_px = next((d.max_side for d in parts if isinstance(d, FaceDetector)), None)
         passes += f"; --min-face {args.min_face}: Haar searches {haar_px} px"
-    print(f"detector: {args.detector}; Haar alt2 step {args.step}; BlazeFace passes at {sides} "
-          f"px ({passes})")
+    fallback_note = (f"; Haar only where BlazeFace finds nothing, for faces of "
+                     f"{FALLBACK_MIN_FACE:.0%}+ of the shorter side" if args.detector == "auto"
+                     and args.min_face is None else "")
+    print(f"detector: {args.detector}; Haar alt2 step {args.step}; BlazeFace ({args.blaze_backend})"
+          f" passes at {sides} px ({passes}){fallback_note}")
     print(f"classifier in {'bf16' if rec.bf16 else 'float32'}")
     profile_rec = Recognizer(model, profile=True) if args.profile else None
+    # The network table first: late in the run, after the classifier's batches, this VM has
+    # timed ONNX Runtime's passes up to 2.5x slower than the same passes inside the photo table.
+    bench_blazeface_net(max(args.repeat, 50))
     bench_photos(rec, args.repeat, profile_rec)
     bench_classifier(rec, max(args.repeat, 50))
-    bench_blazeface_net(max(args.repeat, 50))
     if args.framing:
         framing(args.framing)
     if args.agreement:

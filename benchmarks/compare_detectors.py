@@ -23,7 +23,7 @@ Test sets, all from installed packages (nothing downloaded):
   LFW's tight 25-px crops show no hair or chin, which BlazeFace needs and photos have.
 
     python benchmarks/compare_detectors.py [--extra-site /path/to/site-packages] [--sizes]
-                                           [--only TEXT]
+                                           [--crops] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferlab.faces import BlazeFaceFinder, FaceDetector, FirstFound
+from ferlab.faces import BlazeFaceFinder, FaceDetector, FirstFound, make_detector
 
 SIDE = 100  # pasted LFW face side (25 px enlarged 4x)
 PLACES = [(40, 40), (300, 50), (60, 300), (320, 320)]
@@ -166,12 +166,63 @@ def hit(det: tuple, gt: tuple) -> bool:
             and 0.5 <= max(w, h) / gt[2] <= 2.0)
 
 
+def tight_crops(lfw_faces: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Photos that are a face and little else, the case ``auto``'s Haar fallback is for: the 100
+    LFW crops enlarged to 100 and 200 px, and the astronaut's, Grace Hopper's and the
+    cameraman's faces (each also mirrored) cut 1.0-1.4x their side, at 48-300 px."""
+    import matplotlib
+    import skimage.data as sd
+    from PIL import Image
+
+    out = [(f"lfw {s}", cv2.resize((f * 255).astype(np.uint8), (s, s),
+                                   interpolation=cv2.INTER_CUBIC))
+           for s in (100, 200) for f in lfw_faces]
+    hopper = np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" /
+                                   "grace_hopper.jpg").convert("L"))
+    for g, (x, y, w, _) in [(cv2.cvtColor(sd.astronaut(), cv2.COLOR_RGB2GRAY), (176, 66, 95, 95)),
+                            (hopper, (150, 102, 230, 230)), (sd.camera(), (204, 125, 71, 71))]:
+        for src, fx in ((g, x), (g[:, ::-1], g.shape[1] - x - w)):
+            for margin in (1.0, 1.2, 1.4):
+                side = round(w * margin)
+                pad = cv2.copyMakeBorder(src, side, side, side, side, cv2.BORDER_REPLICATE)
+                x0, y0 = side + fx + w // 2 - side // 2, side + y + w // 2 - side // 2
+                crop = pad[y0:y0 + side, x0:x0 + side]
+                for px in (48, 96, 200, 300):
+                    out.append((f"head x{margin}", cv2.resize(crop, (px, px),
+                                                              interpolation=cv2.INTER_AREA)))
+    return out
+
+
+def crop_sweep(lfw_faces: np.ndarray) -> None:
+    """Tight crops: who finds the face, and how large Haar's box is against the photo's shorter
+    side, the figure behind ``ferlab.faces.FALLBACK_MIN_FACE``."""
+    from ferlab.faces import FALLBACK_MIN_FACE
+
+    crops = tight_crops(lfw_faces)
+    blaze, haar = BlazeFaceFinder(), FaceDetector()
+    found_b = found_h = 0
+    ratios = []
+    for _, g in crops:
+        b, h = blaze(g), haar(g)
+        found_b += bool(b)
+        found_h += bool(h)
+        if h and not b:  # what auto's fallback finds
+            ratios.append(max(h[0].w, h[0].h) / min(g.shape))
+    q = np.percentile(ratios, [0, 5, 25, 50]) if ratios else [np.nan] * 4
+    lost = sum(r < FALLBACK_MIN_FACE for r in ratios)
+    print(f"\ntight crops ({len(crops)}): BlazeFace finds {found_b}, Haar {found_h}; Haar alone "
+          f"finds {len(ratios)}, its box a fraction of the shorter side: min {q[0]:.2f}, 5 % "
+          f"{q[1]:.2f}, quartile {q[2]:.2f}, median {q[3]:.2f}; under FALLBACK_MIN_FACE "
+          f"({FALLBACK_MIN_FACE}): {lost}")
+
+
 def detectors(extra_site: str | None) -> dict:
     import skimage.data
     from skimage.feature import Cascade
 
     dets = {
-        "auto (ferlab's default)": FirstFound(BlazeFaceFinder(), FaceDetector()),
+        "auto (ferlab's default)": make_detector("auto"),
+        "auto, full Haar fallback": FirstFound(BlazeFaceFinder(), FaceDetector()),
         "blazeface 0.5 (ferlab)": BlazeFaceFinder(),
         "blazeface, every pass": BlazeFaceFinder(adaptive=False),
         "blazeface 0.6 (MediaPipe's)": BlazeFaceFinder(score_threshold=0.6),
@@ -214,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extra-site", help="a site-packages folder to append (for dlib)")
     ap.add_argument("--sizes", action="store_true",
                     help="only the small-face sweep, for the Haar settings")
+    ap.add_argument("--crops", action="store_true",
+                    help="only the tight-crop measurement behind auto's Haar fallback")
     ap.add_argument("--only", metavar="TEXT",
                     help="only the detectors whose name contains TEXT (e.g. 'ferlab')")
     args = ap.parse_args(argv)
@@ -222,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     from PIL import Image
 
     lfw = sd.lfw_subset()
+    if args.crops:
+        crop_sweep(lfw[:100])
+        return 0
     if args.sizes:
         dets = {k: d for k, d in detectors(None).items()
                 if isinstance(d, FaceDetector | BlazeFaceFinder | FirstFound)

@@ -6,20 +6,16 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-import torch
 from safetensors import safe_open
 
 from ferlab.blazeface import (
-    TRACE_AFTER_CALLS,
     BlazeFaceDetector,
     BlazeFaceFullRange,
     anchor_centres,
     asset_path,
-    load_blazeface,
     weighted_nms,
 )
-from ferlab.cpu import run_traced, trace_for_inference
-from ferlab.errors import ConfigError, DataError
+from ferlab.errors import ConfigError, DataError, ModelError
 
 ASTRONAUT_FACE = (176, 66, 95, 95)  # x, y, w, h, marked by hand
 
@@ -56,7 +52,7 @@ def test_asset_loads_with_expected_parameters():
 def test_raw_outputs_match_mediapipe(astronaut):
     # The best anchor on the letterboxed astronaut, as LiteRT runs the .tflite file
     # (scripts/convert_blazeface.py --verify prints the full comparison: max diff ~1e-4).
-    detect = BlazeFaceDetector(bf16=False)  # float32: the network as MediaPipe runs it
+    detect = BlazeFaceDetector(backend="torch", bf16=False)  # float32, as MediaPipe runs it
     regressors, logits = detect.raw(detect.letterbox(astronaut)[0])
     assert regressors.shape == (2304, 16) and logits.shape == (2304,)
     assert int(logits.argmax()) == 549
@@ -149,8 +145,10 @@ def test_anchors_are_cell_centres():
     np.testing.assert_allclose(a[-1], [190, 190])
 
 
-def test_bf16_network_stays_close_to_float32(astronaut):
-    exact, fast = BlazeFaceDetector(bf16=False), BlazeFaceDetector(bf16=True)
+@pytest.mark.parametrize("fast", [dict(backend="torch", bf16=True), dict(backend="onnx")],
+                         ids=["torch bf16", "onnx"])
+def test_faster_runtimes_stay_close_to_float32_pytorch(astronaut, fast):
+    exact, fast = BlazeFaceDetector(backend="torch", bf16=False), BlazeFaceDetector(**fast)
     canvas = exact.letterbox(astronaut)[0]
     (r32, l32), (r16, l16) = exact.raw(canvas), fast.raw(canvas)
     assert int(l16.argmax()) == int(l32.argmax())
@@ -187,36 +185,23 @@ def test_adaptive_second_pass_only_when_smaller_faces_may_be_missed(astronaut):
     assert count_passes(adaptive, np.full((480, 640), 128, np.uint8)) == 2
 
 
-def test_one_trace_serves_every_input_shape():
-    """Traced on a 192x192 square, the network gives eager mode's outputs on a 224x384 canvas
-    (TorchScript replays the same operations; shapes are not baked in)."""
-    net = load_blazeface().eval()
-    traced = trace_for_inference(net, torch.rand(1, 3, 192, 192))
-    assert traced is not None
-    x = torch.rand(1, 3, 224, 384) * 2 - 1
-    with torch.no_grad():
-        expected = net(x)
-        got = run_traced(traced, x)
-    for a, b in zip(got, expected, strict=True):
-        assert a.shape == b.shape
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+@pytest.mark.parametrize("side", [192, 384])
+def test_onnx_file_matches_the_pytorch_network(astronaut, side):
+    """The bundled ONNX graph (uint8 grey in, stem reduced to one channel) gives the float32
+    PyTorch outputs, on a square and on a non-square canvas of the larger pass."""
+    torch_net, onnx = BlazeFaceDetector(backend="torch", bf16=False), BlazeFaceDetector()
+    canvas = torch_net.letterbox(astronaut[:, :300], side)[0]  # 300x512: 224x384 at 384
+    for want, got in zip(torch_net.raw(canvas), onnx.raw(canvas), strict=True):
+        assert got.shape == want.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, want, atol=2e-3)
 
 
-def test_detector_switches_to_the_trace_and_finds_the_same_faces(astronaut):
-    eager = BlazeFaceDetector(bf16=False, sides=(192,), trace=False)
-    traced = BlazeFaceDetector(bf16=False, sides=(192,))
-    for call in range(1, TRACE_AFTER_CALLS + 2):  # one pass per call on this portrait
-        reference, faces = eager.detect(astronaut), traced.detect(astronaut)
-        assert eager._traced is None  # trace=False: never
-        assert (traced._traced is not None) == (call >= TRACE_AFTER_CALLS)
-        assert [(f.x, f.y, f.w, f.h) for f in faces] == [(f.x, f.y, f.w, f.h) for f in reference]
-        np.testing.assert_allclose([f.score for f in faces], [f.score for f in reference],
-                                   atol=1e-4)
-
-
-def test_a_net_that_cannot_be_traced_runs_eagerly():
-    class Branchy(torch.nn.Module):
-        def forward(self, x):
-            return x.tolist()  # a trace cannot record Python lists of values
-
-    assert trace_for_inference(Branchy(), torch.zeros(1, 3)) is None
+def test_backend_and_onnx_file_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="backend"):
+        BlazeFaceDetector(backend="tflite")
+    with pytest.raises(ModelError, match="missing"):
+        BlazeFaceDetector(onnx_path=tmp_path / "none.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a graph")
+    with pytest.raises(ModelError, match="cannot load"):
+        BlazeFaceDetector(onnx_path=junk)

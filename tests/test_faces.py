@@ -13,6 +13,7 @@ from ferlab.constants import IMAGE_SIZE
 from ferlab.errors import ConfigError, DataError
 from ferlab.faces import (
     CROP_SCALE,
+    FALLBACK_MIN_FACE,
     FRAMING,
     BlazeFaceFinder,
     Box,
@@ -310,6 +311,22 @@ def test_auto_falls_back_to_haar_only_where_blazeface_finds_nothing():
     empty = Stub([])
     assert FirstFound(empty, second)(gray) == second.boxes and second.calls == 1
     assert FirstFound(empty, Stub([]))(gray) == []
+
+
+def test_autos_haar_fallback_looks_only_for_faces_that_fill_the_photo(astronaut):
+    rgb, (x, y, w, h) = astronaut
+    gray = load_photo(rgb).gray
+    side = round(w * 1.2)  # a tight crop of the face, the case the fallback is for
+    x0, y0 = x + w // 2 - side // 2, y + h // 2 - side // 2
+    crop = cv2.resize(gray[y0:y0 + side, x0:x0 + side], (200, 200), interpolation=cv2.INTER_AREA)
+    fallback = make_detector().detectors[1]
+    assert fallback.min_size == FALLBACK_MIN_FACE
+    assert len(fallback(crop)) == 1
+    # The same crop as 25 % of a larger picture: left to BlazeFace; a full Haar search finds it.
+    canvas = np.full((800, 800), 120, np.uint8)
+    canvas[300:500, 300:500] = crop
+    assert fallback(canvas) == []
+    assert len(FaceDetector()(canvas)) == 1
 
 
 def test_min_face_skips_the_finer_pass_and_shrinks_haars_search(astronaut):

@@ -1,11 +1,13 @@
-"""BlazeFace, MediaPipe's full-range face detector, in PyTorch, with its weights in the package.
+"""BlazeFace, MediaPipe's full-range face detector, with its weights in the package.
 
 The network, anchors, box decoding and weighted non-max suppression reproduce MediaPipe's
 ``face_detection_full_range`` graph: a 192x192 RGB input in [-1, 1], letterboxed (the photo scaled
 to fit, centred, black bars), one anchor per cell of a 48x48 grid, a face score per anchor and a
-box plus 6 keypoints relative to it. The weights (float16, as in the ``.tflite`` file, so
-bit-exact) come from ``scripts/convert_blazeface.py``; the model is Apache-2.0, by Google
-(MediaPipe), see ``src/ferlab/assets/README.md``. Nothing is downloaded.
+box plus 6 keypoints relative to it. The network is written here in PyTorch; its weights
+(float16, as in the ``.tflite`` file, so bit-exact) come from ``scripts/convert_blazeface.py``,
+and ``scripts/export_blazeface_onnx.py`` exports it to the ONNX file that ONNX Runtime runs by
+default (``BACKENDS``). The model is Apache-2.0, by Google (MediaPipe), see
+``src/ferlab/assets/README.md``. Nothing is downloaded.
 
 At 192 px the model finds faces of about 10-75 % of the photo's longer side (a face needs some
 20 px of the input). For smaller faces the detector adds a second pass at 384 px: the network is
@@ -35,7 +37,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from .cpu import bf16_is_native, run_traced, trace_for_inference
+from .cpu import bf16_is_native
 from .errors import ConfigError, DataError, ModelError
 
 INPUT_SIDE = 192  # MediaPipe feeds the network 192x192 pixels
@@ -59,12 +61,13 @@ PASS_SIDES = (192, 384)
 # portrait). The price: a face under 10 % beside faces all over 20 % is missed (a bystander far
 # behind a close-up). 0.15 missed the 8 % face beside a 16 % one in bench_faces.py's scene.
 FINER_PASS_BELOW = 0.2
-# The network runs as a TorchScript trace (:func:`ferlab.cpu.trace_for_inference`) from this
-# pass on: tracing took 0.14 s and saved 0.5-1.3 ms a pass (``benchmarks/bench_faces.py``'s
-# network table), so it pays on folders, video and webcams, not on one photo's one or two passes.
-TRACE_AFTER_CALLS = 3
-
 ASSET_NAME = "blazeface_full_range.safetensors"
+# The same network as an ONNX graph on uint8 grey input (scripts/export_blazeface_onnx.py).
+ONNX_NAME = "blazeface_full_range.onnx"
+# Who runs the network: ONNX Runtime by default, 1.9-2.1x faster than PyTorch in bf16 on these
+# depthwise-separable blocks (``benchmarks/bench_faces.py``'s network table); PyTorch is the
+# reference the ONNX file is made from and checked against.
+BACKENDS = ("onnx", "torch")
 
 # Backbone blocks: (in channels, narrow channels, out channels, stride). The 48x48, 24x24 and
 # 12x12 outputs of blocks 4, 7 and 10 feed the top-down (feature pyramid) path.
@@ -194,6 +197,32 @@ def load_blazeface(path: str | Path | None = None) -> BlazeFaceFullRange:
     return net.eval()
 
 
+def _onnx_session(path: Path):
+    """An ONNX Runtime session for the network in ``path``, on the CPU.
+
+    Raises:
+        ModelError: the file is missing or is not the network.
+    """
+    import onnxruntime as ort  # imported here: only face detection needs it
+
+    if not path.is_file():
+        raise ModelError(f"{path}: BlazeFace's ONNX file is missing; reinstall ferlab or rebuild "
+                         "it with scripts/export_blazeface_onnx.py")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    # No busy-waiting between passes: spinning threads would take the cores from PyTorch,
+    # which classifies the faces right after detection.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+    options.log_severity_level = 3  # errors only
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types for unreadable graphs
+        raise ModelError(f"{path}: ONNX Runtime cannot load it: {e}") from e
+    if [i.name for i in session.get_inputs()] != ["grey"]:
+        raise ModelError(f"{path}: not ferlab's BlazeFace graph (its input is not 'grey')")
+    return session
+
+
 def anchor_centres(height: int = INPUT_SIDE, width: int = INPUT_SIDE) -> np.ndarray:
     """``[A, 2]`` anchor centres (x, y) in input pixels, row-major over the ``H/4 x W/4`` grid.
 
@@ -261,7 +290,7 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[tupl
 
 
 class BlazeFaceDetector:
-    """Face detector on grey photos: MediaPipe's full-range BlazeFace, run by PyTorch on CPU.
+    """Face detector on grey photos: MediaPipe's full-range BlazeFace, on the CPU.
 
     Each pass scales the photo so that its longer side is ``side`` pixels and pads it with black:
     to a square for the 192 pass (MediaPipe's letterbox), to multiples of 32 for other sides.
@@ -278,13 +307,12 @@ class BlazeFaceDetector:
             Portraits and webcam frames then cost one pass; the price is a face under 10 % of
             the photo beside faces all over 20 % (``adaptive=False`` runs every pass).
         weights: a ``.safetensors`` file; default: the one bundled with ferlab.
-        bf16: run the network in bfloat16; None (default) where the CPU computes bf16
-            natively (:func:`ferlab.cpu.bf16_is_native`). There the network alone ran
-            1.0-1.5x faster than in float32 (``benchmarks/bench_faces.py``'s last table; these
-            small convolutions time noisily on 2 shared cores), and boxes stay within a pixel
-            or two (``tests/test_blazeface.py``).
-        trace: from the ``TRACE_AFTER_CALLS``-th pass on, run the network as a TorchScript
-            trace (the same operations without Python's per-layer cost); False: always eager.
+        bf16: with ``backend="torch"``, run the network in bfloat16; None (default) where
+            the CPU computes bf16 natively (:func:`ferlab.cpu.bf16_is_native`); boxes stay
+            within a pixel or two of float32 (``tests/test_blazeface.py``).
+        backend: ``onnx`` (default), the network in ONNX Runtime from ``onnx_path``; or
+            ``torch``, the PyTorch module from ``weights``.
+        onnx_path: an ``.onnx`` file; default: the one bundled with ferlab.
 
     Example:
         >>> detect = BlazeFaceDetector()
@@ -294,7 +322,8 @@ class BlazeFaceDetector:
 
     def __init__(self, score_threshold: float = SCORE_THRESHOLD, nms_iou: float = NMS_IOU,
                  sides: tuple[int, ...] = PASS_SIDES, weights: str | Path | None = None,
-                 bf16: bool | None = None, adaptive: bool = True, trace: bool = True) -> None:
+                 bf16: bool | None = None, adaptive: bool = True, backend: str = "onnx",
+                 onnx_path: str | Path | None = None) -> None:
         if not 0.0 < score_threshold < 1.0:
             raise ConfigError(f"score_threshold must be between 0 and 1, got {score_threshold}")
         if not 0.0 < nms_iou <= 1.0:
@@ -305,16 +334,19 @@ class BlazeFaceDetector:
         self.nms_iou = nms_iou
         self.sides = tuple(sides)
         self.adaptive = adaptive
-        self.bf16 = bf16_is_native() if bf16 is None else bool(bf16)
         # Threshold on logits, so that only the few anchors above it go through the sigmoid.
         self._min_logit = math.log(score_threshold / (1.0 - score_threshold))
-        # channels_last: PyTorch's CPU depthwise convs run about 25 % faster on NHWC data.
-        # Weights held in bf16 rather than autocast, which would re-cast them on every pass.
-        self.net = load_blazeface(weights).to(
-            torch.bfloat16 if self.bf16 else torch.float32, memory_format=torch.channels_last)
-        self.trace = trace
-        self._passes = 0
-        self._traced = None
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+        self.backend = backend
+        self.bf16 = backend == "torch" and (bf16_is_native() if bf16 is None else bool(bf16))
+        if backend == "onnx":
+            self.session = _onnx_session(Path(onnx_path) if onnx_path else asset_path(ONNX_NAME))
+        else:
+            # channels_last: PyTorch's CPU depthwise convs run about 25 % faster on NHWC data.
+            # Weights held in bf16 rather than autocast, which would re-cast them every pass.
+            self.net = load_blazeface(weights).to(
+                torch.bfloat16 if self.bf16 else torch.float32, memory_format=torch.channels_last)
         self._anchors: dict[tuple[int, int], np.ndarray] = {}  # by input shape, made once
 
     def letterbox(self, gray: np.ndarray, side: int = INPUT_SIDE
@@ -340,22 +372,21 @@ class BlazeFaceDetector:
         canvas[top:top + nh, left:left + nw] = cv2.resize(gray, (nw, nh), interpolation=interp)
         return canvas, scale, left, top
 
-    @torch.inference_mode()
     def raw(self, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The network's outputs for a uint8 grey ``[H, W]`` input (sides multiples of 32):
-        ``regressors [A, 16]`` and ``logits [A]`` (numpy, float32). Grey is fed as R = G = B."""
+        ``regressors [A, 16]`` and ``logits [A]`` (numpy, float32)."""
+        if self.backend == "onnx":
+            regressors, logits = self.session.run(None, {"grey": canvas[None, None]})
+            return regressors[0], logits[0]
+        return self._raw_torch(canvas)
+
+    @torch.inference_mode()
+    def _raw_torch(self, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # Grey is fed as R = G = B, in [-1, 1].
         h, w = canvas.shape
         x = torch.from_numpy(canvas).to(torch.float32).mul_(1 / 127.5).sub_(1.0)
         x = x.to(torch.bfloat16 if self.bf16 else torch.float32).expand(1, 3, h, w)
-        x = x.contiguous(memory_format=torch.channels_last)
-        self._passes += 1
-        if self.trace and self._traced is None and self._passes >= TRACE_AFTER_CALLS:
-            self._traced = trace_for_inference(self.net, x)
-            self.trace = self._traced is not None  # tracing failed: stay eager, don't retry
-        if self._traced is not None:
-            regressors, logits = run_traced(self._traced, x)
-        else:
-            regressors, logits = self.net(x)
+        regressors, logits = self.net(x.contiguous(memory_format=torch.channels_last))
         return regressors[0].float().numpy(), logits[0].float().numpy()
 
     def _candidates(self, gray: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:

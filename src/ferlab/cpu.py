@@ -1,12 +1,10 @@
 """What this CPU computes natively, and fast inference built on it: bf16 autocast for training and
-evaluation, a folded bf16 copy of a model, and TorchScript traces of many-layer nets."""
+evaluation, and a folded bf16 copy of a model for photos."""
 
 from __future__ import annotations
 
 import copy
 import functools
-import warnings
-from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -72,32 +70,3 @@ def inference_copy(model: nn.Module, bf16: bool) -> nn.Module:
     if bf16:
         fast.to(torch.bfloat16)
     return fast.to(memory_format=torch.channels_last).requires_grad_(False)
-
-
-def trace_for_inference(net: nn.Module, example: torch.Tensor) -> Callable | None:
-    """``net`` traced by TorchScript on ``example``, to run as one C++ graph; None where tracing
-    fails (the caller then runs ``net`` itself).
-
-    Worth it for a net of many small layers called again and again: BlazeFace (89 convolutions
-    of a few channels each) runs 7-12 % faster traced (``benchmarks/bench_faces.py``'s network
-    table), the Python cost of its layers saved. TorchScript is deprecated in favour of
-    ``torch.compile``, but that needs a C++ compiler and tens of seconds at start-up; ferlab pins
-    its PyTorch version, and falls back to eager mode if this ever stops working. The trace is
-    run under ``torch.jit.optimized_execution(False)`` (see :func:`run_traced`): the profiling
-    executor would take two slow calls per new input shape to re-specialise.
-
-    The net must not branch on its input's values or Python-level sizes, so that one trace serves
-    every input shape (``tests/test_blazeface.py`` checks it for BlazeFace).
-    """
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # TorchScript's deprecation notice, once per trace
-            return torch.jit.trace(net.eval(), example, check_trace=False)
-    except Exception:  # noqa: BLE001 - any failure to trace means: run the net eagerly
-        return None
-
-
-def run_traced(traced: Callable, x: torch.Tensor):
-    """``traced(x)`` with TorchScript's simple executor (no re-profiling per input shape)."""
-    with torch.jit.optimized_execution(False):
-        return traced(x)

@@ -31,7 +31,7 @@ Absolute times were taken while training shared the 2 cores, so only their ratio
 ``benchmarks/bench_faces.py`` times the detector on an idle machine.
 
 Why BlazeFace first. ``detector="blazeface"`` is MediaPipe's full-range BlazeFace network
-(:mod:`ferlab.blazeface`, weights bundled, Apache-2.0), run in bf16 where the CPU has it, at 192
+(:mod:`ferlab.blazeface`, weights bundled, Apache-2.0), run by ONNX Runtime, at 192
 px and, when the faces found leave room for smaller ones, at 384 px. On real heads with their
 surroundings (``compare_detectors.py --sizes``: 24 per face size on a 640x480 canvas) BlazeFace
 finds 23 of 24 at 32 px and 24 of 24 from 40 px; Haar 2 of 24 at 48 px and at most 16 of 24
@@ -83,8 +83,8 @@ CROP_SCALE = 1.032
 BLAZE_SCALE = 1.079
 BLAZE_DY = -0.047
 # BlazeFace passes: at 192 px (MediaPipe's letterboxed square) it finds faces of 10-75 % of the
-# photo's longer side; a second pass at 384 px finds them down to about 5 %, for 1.6-2x the
-# first pass's time in bf16 (``benchmarks/bench_faces.py``'s network table). ``sides=(192,)``
+# photo's longer side; a second pass at 384 px finds them down to about 5 %, for 2-4x the
+# first pass's time (``benchmarks/bench_faces.py``'s network table). ``sides=(192,)``
 # (``make_detector(min_face=0.1)``, ``--min-face 0.1``) is the fast choice when faces are
 # large (portraits, video of one person).
 BLAZE_SIDES = (192, 384)
@@ -101,6 +101,13 @@ FRAMING: dict[str, tuple[float, float, float]] = {
     "blazeface": (BLAZE_SCALE, 0.0, BLAZE_DY),
     "whole": (1.0, 0.0, 0.0),  # a picture that is already a face crop is taken as it is
 }
+
+# In ``auto``, Haar runs only where BlazeFace found nothing, and searches only faces of at least
+# this fraction of the photo's shorter side: BlazeFace finds real heads from 32-40 px on
+# (module doc), so what it leaves are tight crops, faces that fill the photo
+# (``benchmarks/compare_detectors.py --crops``). Most of Haar's time goes to small sizes, so a
+# photo with no face costs a fraction of a full search.
+FALLBACK_MIN_FACE = 0.4
 
 DETECTORS = ("auto", "blazeface", "haar")
 # BlazeFace first: it finds far more real heads (turned, small); Haar backs it up on photos where
@@ -257,9 +264,11 @@ class BlazeFaceFinder:
     Args:
         score_threshold: keep faces the network scores above this (0-1).
         sides: the photo's longer side in each pass of the network (see ``BLAZE_SIDES``).
-        bf16: run the network in bfloat16; None (default): where the CPU has it natively.
+        bf16: with ``backend="torch"``, run the network in bfloat16; None (default): where the
+            CPU has it natively.
         adaptive: the 384-px pass only when the 192-px one leaves room for smaller faces (see
             :class:`ferlab.blazeface.BlazeFaceDetector`); False runs both passes on every photo.
+        backend: who runs the network: ``onnx`` (ONNX Runtime, default) or ``torch``.
 
     Example:
         >>> BlazeFaceFinder()(np.full((120, 160), 128, np.uint8))
@@ -268,11 +277,11 @@ class BlazeFaceFinder:
 
     def __init__(self, score_threshold: float = SCORE_THRESHOLD,
                  sides: tuple[int, ...] = BLAZE_SIDES, bf16: bool | None = None,
-                 adaptive: bool = True) -> None:
+                 adaptive: bool = True, backend: str = "onnx") -> None:
         self.score_threshold = score_threshold
         self.sides = sides
         self._net = BlazeFaceDetector(score_threshold=score_threshold, sides=sides, bf16=bf16,
-                                      adaptive=adaptive)
+                                      adaptive=adaptive, backend=backend)
 
     def __call__(self, gray: np.ndarray) -> list[Box]:
         """Faces in ``gray`` (uint8 ``[H, W]``), largest first."""
@@ -332,8 +341,11 @@ def make_detector(name: str | None = None, *, profile: bool = False,
                           "with it (BlazeFace finds turned heads on its own)")
     if name == "blazeface":
         return BlazeFaceFinder(sides=sides)
-    haar = FaceDetector(profile=profile, max_side=max_side, min_neighbors=min_neighbors)
-    return haar if name == "haar" else FirstFound(BlazeFaceFinder(sides=sides), haar)
+    if name == "haar":
+        return FaceDetector(profile=profile, max_side=max_side, min_neighbors=min_neighbors)
+    fallback = FaceDetector(profile=profile, max_side=max_side, min_neighbors=min_neighbors,
+                            min_size=FALLBACK_MIN_FACE)
+    return FirstFound(BlazeFaceFinder(sides=sides), fallback)
 
 
 _DEFAULT: dict[tuple, Detector] = {}
