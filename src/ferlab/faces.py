@@ -3,7 +3,8 @@
 Two detectors ship with ferlab and download nothing: OpenCV's Haar cascades, inside the
 ``opencv-python-headless`` 4.x wheel, and MediaPipe's BlazeFace network, whose weights are in
 ferlab's package. The default, ``auto``, is BlazeFace, then Haar on photos where BlazeFace finds
-no face ("Why BlazeFace first" below). How Haar was chosen and set up:
+no face, for faces that fill the photo (``FALLBACK_MIN_FACE``; "Why BlazeFace first" below).
+How Haar was chosen and set up:
 ``benchmarks/compare_detectors.py`` compares the cascades and other detectors that are offline
 here (100 LFW faces pasted at known places, 2 real portraits, 106 pictures without a face):
 
@@ -103,10 +104,14 @@ FRAMING: dict[str, tuple[float, float, float]] = {
 }
 
 # In ``auto``, Haar runs only where BlazeFace found nothing, and searches only faces of at least
-# this fraction of the photo's shorter side: BlazeFace finds real heads from 32-40 px on
-# (module doc), so what it leaves are tight crops, faces that fill the photo
-# (``benchmarks/compare_detectors.py --crops``). Most of Haar's time goes to small sizes, so a
-# photo with no face costs a fraction of a full search.
+# this fraction of the photo's shorter side. BlazeFace finds real heads from 32-40 px on (module
+# doc); what it leaves are tight crops, faces that fill the photo: on 272 of them
+# (``benchmarks/compare_detectors.py --crops``) BlazeFace found 30 and Haar alone 190, each box
+# at least 0.68 of the shorter side. Most of Haar's time goes to small sizes: the photo without
+# a face in ``bench_faces.py`` takes 14-21 ms end to end, against 36-38 with a full search. The
+# price, in ``--sizes``' LFW sweep (tight crops pasted small, where Haar is the better
+# detector): 3 faces of 900 fewer (52 and 64 of 100 at 54 and 60 px, against 53 and 66);
+# ``detector="haar"`` searches every size.
 FALLBACK_MIN_FACE = 0.4
 
 DETECTORS = ("auto", "blazeface", "haar")
@@ -316,7 +321,8 @@ def make_detector(name: str | None = None, *, profile: bool = False,
                   min_face: float | None = None) -> Detector:
     """A face detector by name: ``auto`` (default), ``blazeface`` or ``haar``.
 
-    ``auto`` is BlazeFace, then Haar on photos where BlazeFace finds no face. ``profile``
+    ``auto`` is BlazeFace, then Haar on photos where BlazeFace finds no face, searching only
+    faces of ``FALLBACK_MIN_FACE`` of the shorter side or more (tight crops). ``profile``
     (turned heads) is a Haar option, so it picks Haar when no name is given; ``max_side`` and
     ``min_neighbors`` are Haar's too.
 
