@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+import torch
 from safetensors import safe_open
 
 from ferlab.blazeface import (
@@ -205,3 +206,11 @@ def test_backend_and_onnx_file_are_checked(tmp_path):
     junk.write_bytes(b"not a graph")
     with pytest.raises(ModelError, match="cannot load"):
         BlazeFaceDetector(onnx_path=junk)
+
+
+def test_onnx_threads_sleep_between_passes():
+    """Spinning ONNX Runtime threads would take the 2 cores from PyTorch's classifier, which runs
+    right after detection; the session uses torch's thread count."""
+    options = BlazeFaceDetector().session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == torch.get_num_threads()
