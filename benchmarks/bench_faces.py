@@ -273,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
           f" passes at {sides} px ({passes}){fallback_note}")
     print(f"classifier in {'bf16' if rec.bf16 else 'float32'}")
     profile_rec = Recognizer(model, profile=True) if args.profile else None
-    # The network table first: late in the run, after the classifier's batches, this VM has
-    # timed ONNX Runtime's passes up to 2.5x slower than the same passes inside the photo table.
+    # The network table first, on a fresh process: when it came last (and ONNX Runtime's threads
+    # still spun), its passes timed up to 2.5x slower than the same passes in the photo table.
     bench_blazeface_net(max(args.repeat, 50))
     bench_photos(rec, args.repeat, profile_rec)
     bench_classifier(rec, max(args.repeat, 50))
