@@ -206,3 +206,24 @@ def test_cli_distillation_flags_reach_the_config():
     assert cfg("--teacher", "runs/ens", "--distill", "0.8").distill == 0.8
     with pytest.raises(ConfigError, match="teacher"):
         cfg("--distill", "0.5")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_device_auto_is_the_cpu_here_and_cuda_is_refused_with_a_reason(tmp_path, faces):
+    from ferlab.cli import build_parser, config_from_args
+    from ferlab.train import resolve_device
+
+    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="no GPU"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="no GPU"):
+        train(_cfg(epochs=1, device="cuda"), tmp_path / "run", data=make_split(faces, "usage"),
+              progress=False, log=lambda s: None)
+    with pytest.raises(ConfigError, match="device"):
+        _cfg(device="tpu").validate()
+    args = build_parser().parse_args(["train", "--data", "d.csv", "--out", "r", "--device", "cpu"])
+    assert config_from_args(args).train.device == "cpu"
+    # Runs written before the option existed resume on the device PyTorch finds.
+    old = _cfg().to_dict()
+    del old["train"]["device"]
+    assert RunConfig.from_dict(old).train.device == "auto"

@@ -116,7 +116,7 @@ def cmd_models(args) -> int:
 
 
 def add_train(sub) -> None:
-    from .config import OPTIMIZERS, SCHEDULES, AugmentConfig, TrainConfig
+    from .config import DEVICES, OPTIMIZERS, SCHEDULES, AugmentConfig, TrainConfig
     from .models import list_models
 
     t, a = TrainConfig(), AugmentConfig()
@@ -161,6 +161,8 @@ def add_train(sub) -> None:
     g.add_argument("--seed", type=int, default=t.seed)
     g.add_argument("--no-bf16", action="store_true", help="train in float32")
     g.add_argument("--threads", type=int, default=t.threads, help="torch threads (0 = default)")
+    g.add_argument("--device", choices=DEVICES, default=t.device,
+                   help="cpu, cuda, or auto (default): a GPU where PyTorch sees one, else the CPU")
     g = p.add_argument_group("fine-tuning and distillation")
     g.add_argument("--init", metavar="MODEL",
                    help="start from this model's weights (run folder, file or 'bundled'; same "
@@ -209,7 +211,7 @@ def config_from_args(args):
             warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
             epoch_multiplier=args.epoch_multiplier, early_stopping=args.early_stopping,
             ema=args.ema, seed=args.seed, bf16=not args.no_bf16, threads=args.threads,
-            init=args.init or "", teacher=args.teacher or "",
+            device=args.device, init=args.init or "", teacher=args.teacher or "",
             distill=args.distill if args.distill or not args.teacher else 0.5,
             temperature=args.temperature, teacher_cache=args.teacher_cache),
     ).validate()

@@ -16,6 +16,7 @@ from .errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "onecycle", "plateau", "constant")
+DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class TrainConfig:
     bf16: bool = True  # bfloat16 autocast (this CPU has AVX-512 bf16); weights stay float32
     channels_last: bool = True  # memory format for conv nets on CPU
     threads: int = 0  # torch intra-op threads (0 = torch's default)
+    device: str = "auto"  # cpu | cuda | auto: a GPU where PyTorch sees one, else the CPU
     eval_batch_size: int = 512  # faces per step when validating
     init: str = ""  # model (run folder, file, 'bundled') whose weights the run starts from
     teacher: str = ""  # model or ensemble folder whose soft predictions are distilled
@@ -102,6 +104,7 @@ class RunConfig:
             (t.early_stopping >= 0, f"early stopping must be >= 0, got {t.early_stopping}"),
             (0 <= t.ema < 1, f"ema decay must be in [0, 1), got {t.ema}"),
             (t.threads >= 0, f"threads must be >= 0, got {t.threads}"),
+            (t.device in DEVICES, f"device must be one of {DEVICES}, got {t.device!r}"),
             (0 <= t.distill <= 1, f"distill weight must be in [0, 1], got {t.distill}"),
             (not t.distill or t.teacher, "distill needs a teacher model"),
             (not t.teacher or t.distill > 0, "a teacher needs a distill weight above 0"),

@@ -37,7 +37,7 @@ from .augment import augment, mixup
 from .config import RunConfig, TrainConfig
 from .constants import NUM_CLASSES
 from .data import FaceSet, load_faces, make_split
-from .errors import DataError, FerlabError, ModelError
+from .errors import ConfigError, DataError, FerlabError, ModelError
 from .io_utils import atomic_write, read_json, write_json, write_text
 from .model_io import MODEL_FILE, load_checkpoint, save_model
 from .models import FERModel, count_params, create_model
@@ -95,6 +95,27 @@ def git_commit() -> str:
         return out.stdout.strip() if out.returncode == 0 else ""
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+def resolve_device(name: str) -> torch.device:
+    """The device a run trains on: ``cpu``, ``cuda``, or ``auto`` (a GPU where PyTorch sees one,
+    else the CPU). Augmentation stays on the CPU, with the run's seeded generator, so a run
+    draws the same augmentations on either; the augmented batch then moves to the device.
+
+    Raises:
+        ConfigError: ``cuda`` was asked for and PyTorch sees no GPU.
+    """
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda: PyTorch sees no GPU here (a CPU build of torch, or a "
+                          "machine without one); use --device cpu or auto")
+    return torch.device(name)
+
+
+def device_of(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a model without any)."""
+    return next(model.parameters(), torch.empty(0)).device
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
@@ -212,16 +233,17 @@ def predict_probs(model: torch.nn.Module, images: torch.Tensor, batch_size: int 
     """
     was_training = model.training
     model.eval()
+    device = device_of(model)
     out = []
     try:
         for i in range(0, len(images), batch_size):
-            x = to_input(images[i:i + batch_size])
+            x = to_input(images[i:i + batch_size].to(device))
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+            ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
             with ctx:
                 logits = model(x)
-            out.append(logits.float().softmax(1))
+            out.append(logits.float().softmax(1).cpu())
     finally:
         model.train(was_training)
     return torch.cat(out) if out else torch.zeros(0, NUM_CLASSES)
@@ -363,13 +385,15 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
     x_val = torch.from_numpy(val_set.images).unsqueeze(1)
     y_val = torch.from_numpy(val_set.labels)
 
+    device = resolve_device(t.device)
     torch.manual_seed(t.seed)
     model: FERModel = create_model(cfg.model.name, **cfg.model.kwargs)
     if t.init and not resume:
         load_init_weights(model, t.init)
+    model = model.to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    teacher = load_teacher(t.teacher, t.channels_last) if t.distill else None
+    teacher = load_teacher(t.teacher, t.channels_last).to(device) if t.distill else None
     teacher_cache = None
     if teacher is not None and t.teacher_cache:
         t_start = time.perf_counter()
@@ -416,8 +440,11 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
         })
         log(f"{cfg.model.name}: {params:,} parameters; {n_train:,} training / {len(y_val):,} "
             f"validation faces; {t.epochs} epochs of {steps_per_epoch} steps")
+    if device.type != "cpu":
+        log(f"training on {device} ({torch.cuda.get_device_name(device)})")
 
-    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if t.bf16 else nullcontext
+    autocast = ((lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if t.bf16
+                else nullcontext)
     soft_targets = cfg.augment.mixup > 0
     eval_model = ema.module if ema is not None else model
     epochs_this_call = 0
@@ -448,6 +475,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                     target = F.one_hot(y, NUM_CLASSES).float() if soft_targets else y
                     if soft_targets:
                         x, target = mixup(x, target, cfg.augment.mixup, g)
+                    x, y, target = x.to(device), y.to(device), target.to(device)
                     if t.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     with autocast():
@@ -455,7 +483,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                     loss = F.cross_entropy(logits.float(), target,
                                            label_smoothing=t.label_smoothing)
                     if teacher_cache is not None:
-                        teacher_logits = teacher_cache[idx]
+                        teacher_logits = teacher_cache[idx].to(device)
                     elif teacher is not None:
                         with torch.no_grad(), autocast():
                             teacher_logits = teacher(x)
