@@ -321,8 +321,8 @@ def _add_detector(p) -> None:
 
     p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
                    help="face detector for photos and video: MediaPipe's BlazeFace network, "
-                        "OpenCV's Haar cascade, or auto: BlazeFace, then Haar where it finds no "
-                        "face (see ferlab.faces)")
+                        "OpenCV's Haar cascade, or auto: BlazeFace, then Haar for a face that "
+                        "fills the picture where BlazeFace finds none (see ferlab.faces)")
     p.add_argument("--min-face", type=float, metavar="FRACTION",
                    help="smallest face to look for, as a fraction of the picture's longer side "
                         "(default: about 0.05). 0.1 or more skips BlazeFace's finer 384-px "
