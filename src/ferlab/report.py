@@ -183,7 +183,7 @@ def render_page(title: str, sections: Sequence[Section], lang: str = "en", *,
     if len(set(ids)) != len(ids):
         raise ValueError(f"section ids must be unique, got {ids}")
     if footer is None:
-        now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         footer = tr(lang, "generated", version=__version__, date=now)
     from markupsafe import Markup
 
