@@ -9,9 +9,10 @@ Reads ``src/ferlab/assets/blazeface_full_range.safetensors`` (made by
 takes what the detector has, the uint8 grey canvas ``[1, 1, H, W]`` (H and W multiples of 32,
 free at run time), and does the scaling to [-1, 1] itself. The stem's three input channels are
 summed into one: the detector feeds grey as R = G = B, so the sum gives the same convolution
-on a third of the input. ``--check`` (default on) runs the file in ONNX Runtime and prints the
-largest difference from the PyTorch network on two sample photos, at 192 px and at a 384 x 224
-canvas. Weights are stored as float32 (2.1 MB): the float16 originals convert exactly.
+on a third of the input. Then, unless ``--no-check``, it runs the file in ONNX Runtime and
+prints the largest difference from the PyTorch network on two sample photos, on a 192-px square
+and on a canvas of the 384-px pass. Weights are stored as float32 (2.1 MB): the float16
+originals convert exactly.
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ferlab.blazeface import BlazeFaceDetector, BlazeFaceFullRange, asset_path, load_blazeface
-
-ONNX_NAME = "blazeface_full_range.onnx"
+from ferlab.blazeface import (
+    ONNX_NAME,
+    BlazeFaceDetector,
+    BlazeFaceFullRange,
+    asset_path,
+    load_blazeface,
+)
 
 
 class GreyInput(nn.Module):

@@ -379,13 +379,13 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
     if t.threads:
         torch.set_num_threads(t.threads)
 
+    device = resolve_device(t.device)  # before reading data: a missing GPU fails at once
     train_set, val_set = data if data is not None else prepare_data(cfg)
     x_train = torch.from_numpy(train_set.images).unsqueeze(1)  # uint8, converted per batch
     y_train = torch.from_numpy(train_set.labels)
     x_val = torch.from_numpy(val_set.images).unsqueeze(1)
     y_val = torch.from_numpy(val_set.labels)
 
-    device = resolve_device(t.device)
     torch.manual_seed(t.seed)
     model: FERModel = create_model(cfg.model.name, **cfg.model.kwargs)
     if t.init and not resume:
