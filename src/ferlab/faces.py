@@ -108,7 +108,7 @@ FRAMING: dict[str, tuple[float, float, float]] = {
 # doc); what it leaves are tight crops, faces that fill the photo: on 272 of them
 # (``benchmarks/compare_detectors.py --crops``) BlazeFace found 30 and Haar alone 190, each box
 # at least 0.68 of the shorter side. Most of Haar's time goes to small sizes: the photo without
-# a face in ``bench_faces.py`` takes 18-19 ms end to end, against 36-38 before this limit (when
+# a face in ``bench_faces.py`` takes 15-19 ms end to end, against 36-38 before this limit (when
 # BlazeFace also ran in PyTorch). The price, in ``--sizes``' LFW sweep (tight crops pasted
 # small, where Haar is the better detector): 3 faces of 900 fewer (52 and 64 of 100 at 54 and
 # 60 px, against 53 and 66); ``detector="haar"`` searches every size.
