@@ -63,19 +63,24 @@ def canvases(patches: np.ndarray, seed: int = 0, side: int = SIDE, shape=(480, 4
     return out
 
 
-def real_heads(side: int, seed: int = 0) -> list[tuple[np.ndarray, tuple]]:
-    """24 canvases 640x480, each with one real head whose face is ``side`` px wide."""
+def portraits() -> list[tuple[np.ndarray, tuple]]:
+    """Grey photos of real people from installed packages, each with its face box (x, y, w, h):
+    the astronaut, Grace Hopper and the cameraman."""
     import matplotlib
     import skimage.data as sd
     from PIL import Image
 
     hopper = np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" /
                                    "grace_hopper.jpg").convert("L"))
-    photos = [(cv2.cvtColor(sd.astronaut(), cv2.COLOR_RGB2GRAY), (176, 66, 95, 95)),
-              (hopper, (150, 102, 230, 230)), (sd.camera(), (204, 125, 71, 71))]
+    return [(cv2.cvtColor(sd.astronaut(), cv2.COLOR_RGB2GRAY), (176, 66, 95, 95)),
+            (hopper, (150, 102, 230, 230)), (sd.camera(), (204, 125, 71, 71))]
+
+
+def real_heads(side: int, seed: int = 0) -> list[tuple[np.ndarray, tuple]]:
+    """24 canvases 640x480, each with one real head whose face is ``side`` px wide."""
     rng = np.random.default_rng(seed)
     out = []
-    for g, (x, y, w, _) in photos:
+    for g, (x, y, w, _) in portraits():
         for src, fx in ((g, x), (g[:, ::-1], g.shape[1] - x - w)):
             k = side / w
             r = cv2.resize(src, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
@@ -170,17 +175,10 @@ def tight_crops(lfw_faces: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """Photos that are a face and little else, the case ``auto``'s Haar fallback is for: the 100
     LFW crops enlarged to 100 and 200 px, and the astronaut's, Grace Hopper's and the
     cameraman's faces (each also mirrored) cut 1.0-1.4x their side, at 48-300 px."""
-    import matplotlib
-    import skimage.data as sd
-    from PIL import Image
-
     out = [(f"lfw {s}", cv2.resize((f * 255).astype(np.uint8), (s, s),
                                    interpolation=cv2.INTER_CUBIC))
            for s in (100, 200) for f in lfw_faces]
-    hopper = np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" /
-                                   "grace_hopper.jpg").convert("L"))
-    for g, (x, y, w, _) in [(cv2.cvtColor(sd.astronaut(), cv2.COLOR_RGB2GRAY), (176, 66, 95, 95)),
-                            (hopper, (150, 102, 230, 230)), (sd.camera(), (204, 125, 71, 71))]:
+    for g, (x, y, w, _) in portraits():
         for src, fx in ((g, x), (g[:, ::-1], g.shape[1] - x - w)):
             for margin in (1.0, 1.2, 1.4):
                 side = round(w * margin)
