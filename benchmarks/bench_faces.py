@@ -127,14 +127,15 @@ def bench_classifier(rec: Recognizer, repeat: int) -> None:
     print(f"{'fer package (its own)':<26}{FER_PACKAGE['classifier_img_s']:>10,.0f}")
 
 
-def bench_blazeface_net(repeat: int) -> None:
+def bench_blazeface_net(repeat: int, onnx_path: str | None = None) -> None:
     """BlazeFace's network alone, per input size: PyTorch in float32 and bf16 weights
-    (channels-last), and ONNX Runtime on the bundled ``.onnx`` file (what ferlab runs)."""
+    (channels-last), and ONNX Runtime on the bundled ``.onnx`` file (what ferlab runs) or on
+    ``onnx_path``."""
     from ferlab.blazeface import BlazeFaceDetector, load_blazeface
 
     nets = {dtype: load_blazeface().to(dtype, memory_format=torch.channels_last)
             for dtype in (torch.float32, torch.bfloat16)}
-    onnx = BlazeFaceDetector(backend="onnx")
+    onnx = BlazeFaceDetector(backend="onnx", onnx_path=onnx_path)
     print(f"\n{'BlazeFace network':<26}{'torch fp32':>11}{'torch bf16':>11}{'ONNX Runtime':>14}")
     rng = np.random.default_rng(0)
     for h, w in [(192, 192), (224, 384), (384, 384)]:
@@ -233,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blaze-backend", choices=("onnx", "torch"), default="onnx",
                     help="who runs BlazeFace: ONNX Runtime (default, ferlab's) or PyTorch "
                          "(bf16 where the CPU has it, float32 with --fp32)")
+    ap.add_argument("--blaze-onnx", metavar="PATH",
+                    help="ONNX file for BlazeFace (default: the bundled one), e.g. an older "
+                         "export: git show REV:src/ferlab/assets/blazeface_full_range.onnx")
     ap.add_argument("--every-pass", action="store_true",
                     help="run every BlazeFace pass on every photo (default: adaptive, ferlab's)")
     ap.add_argument("--min-face", type=float, metavar="FRACTION",
@@ -253,17 +257,21 @@ def main(argv: list[str] | None = None) -> int:
     sides = tuple(int(v) for v in args.blaze_sides.split(","))
     haar = FaceDetector(scale_factor=args.step)
     blaze = BlazeFaceFinder(sides=sides, adaptive=not args.every_pass, backend=args.blaze_backend,
-                            bf16=False if args.fp32 else None)
+                            bf16=False if args.fp32 else None, onnx_path=args.blaze_onnx)
     # auto's Haar looks only for faces that fill the photo, as ferlab's make_detector builds it.
     fallback = FaceDetector(scale_factor=args.step, min_size=FALLBACK_MIN_FACE)
     rec.detector = {"haar": haar, "blazeface": blaze, "auto": FirstFound(blaze, fallback)}[
         args.detector]
-    passes = "every pass" if args.every_pass else "a later pass only for room for smaller faces"
+    passes = ("every pass" if args.every_pass
+              else "a second pass sized for faces the first may have missed")
     if args.min_face is not None:
         rec.detector = make_detector(args.detector, min_face=args.min_face)
         parts = (rec.detector.detectors if isinstance(rec.detector, FirstFound)
                  else (rec.detector,))
-        sides = next((d.sides for d in parts if isinstance(d, BlazeFaceFinder)), ())
+        finder = next((d for d in parts if isinstance(d, BlazeFaceFinder)), None)
+        sides = finder.sides if finder else ()
+        if finder and not finder.adaptive:
+            passes = "every pass"
         haar_px = next((d.max_side for d in parts if isinstance(d, FaceDetector)), None)
         passes += f"; --min-face {args.min_face}: Haar searches {haar_px} px"
     fallback_note = (f"; Haar only where BlazeFace finds nothing, for faces of "
@@ -275,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     profile_rec = Recognizer(model, profile=True) if args.profile else None
     # The network table first, on a fresh process: when it came last (and ONNX Runtime's threads
     # still spun), its passes timed up to 2.5x slower than the same passes in the photo table.
-    bench_blazeface_net(max(args.repeat, 50))
+    bench_blazeface_net(max(args.repeat, 50), args.blaze_onnx)
     bench_photos(rec, args.repeat, profile_rec)
     bench_classifier(rec, max(args.repeat, 50))
     if args.framing:

@@ -21,9 +21,12 @@ Test sets, all from installed packages (nothing downloaded):
   real heads with their context (astronaut, Grace Hopper, scikit-image's cameraman, each also
   mirrored, 4 places each: 24 per size) shrunk to face sides of 24 to 120 px on the same canvas.
   LFW's tight 25-px crops show no hair or chin, which BlazeFace needs and photos have.
+* a face and a bystander (``--pairs``): two of those real heads on a 1280x720 canvas, one
+  close (11-23 % of the longer side) and one smaller (4.5-9 %), to measure what BlazeFace's
+  adaptive passes give up for their speed: a bystander much smaller than the closest face.
 
     python benchmarks/compare_detectors.py [--extra-site /path/to/site-packages] [--sizes]
-                                           [--crops] [--only TEXT]
+                                           [--crops] [--pairs] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -76,25 +79,88 @@ def portraits() -> list[tuple[np.ndarray, tuple]]:
             (hopper, (150, 102, 230, 230)), (sd.camera(), (204, 125, 71, 71))]
 
 
-def real_heads(side: int, seed: int = 0) -> list[tuple[np.ndarray, tuple]]:
-    """24 canvases 640x480, each with one real head whose face is ``side`` px wide."""
-    rng = np.random.default_rng(seed)
+def heads(side: int) -> list[np.ndarray]:
+    """The 6 real heads (each portrait and its mirror image) with a face ``side`` px wide,
+    centred in a square of 2.5 face sides of context."""
     out = []
     for g, (x, y, w, _) in portraits():
         for src, fx in ((g, x), (g[:, ::-1], g.shape[1] - x - w)):
             k = side / w
             r = cv2.resize(src, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
             cx, cy = (fx + w / 2) * k, (y + w / 2) * k
-            half = int(1.25 * side)  # 2.5 face sides of context
+            half = int(1.25 * side)
             pad = cv2.copyMakeBorder(r, half, half, half, half, cv2.BORDER_REPLICATE)
-            head = pad[int(cy):int(cy) + 2 * half, int(cx):int(cx) + 2 * half]
-            for _ in range(4):
-                c = 90 + 60 * np.mgrid[0:480, 0:640][1] / 640 + rng.normal(0, 4, (480, 640))
-                c = c.clip(0, 255).astype(np.uint8)
-                px, py = rng.integers(0, 640 - 2 * half), rng.integers(0, 480 - 2 * half)
-                c[py:py + 2 * half, px:px + 2 * half] = head
-                out.append((c, (px + half - side // 2, py + half - side // 2, side, side)))
+            out.append(pad[int(cy):int(cy) + 2 * half, int(cx):int(cx) + 2 * half])
     return out
+
+
+def backdrop(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    c = 90 + 60 * np.mgrid[0:h, 0:w][1] / w + rng.normal(0, 4, (h, w))
+    return c.clip(0, 255).astype(np.uint8)
+
+
+def paste_head(canvas: np.ndarray, head: np.ndarray, px: int, py: int, side: int) -> tuple:
+    """Paste ``head`` (from :func:`heads`) at ``(px, py)``; its face box (x, y, w, h)."""
+    canvas[py:py + len(head), px:px + len(head)] = head
+    half = len(head) // 2
+    return (px + half - side // 2, py + half - side // 2, side, side)
+
+
+def real_heads(side: int, seed: int = 0) -> list[tuple[np.ndarray, tuple]]:
+    """24 canvases 640x480, each with one real head whose face is ``side`` px wide."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for head in heads(side):
+        for _ in range(4):
+            c = backdrop(480, 640, rng)
+            px, py = rng.integers(0, 640 - len(head)), rng.integers(0, 480 - len(head))
+            out.append((c, paste_head(c, head, px, py, side)))
+    return out
+
+
+PAIR_CLOSE = [0.11, 0.14, 0.17, 0.2, 0.22]  # the close face, fraction of the longer side
+PAIR_FAR = [0.045, 0.06, 0.075, 0.09]  # the bystander
+
+
+def face_pairs(close: float, far: float, seed: int = 0) -> list[tuple[np.ndarray, tuple, tuple]]:
+    """12 canvases 1280x720, each with a close head and a smaller one to its right (each of
+    the 6 heads close, beside two of the others): ``(canvas, close box, far box)``."""
+    rng = np.random.default_rng(seed)
+    big, small = heads(round(close * 1280)), heads(round(far * 1280))
+    out = []
+    for i, head in enumerate(big):
+        for j in (1, 3):
+            c, other = backdrop(720, 1280, rng), small[(i + j) % len(small)]
+            px = rng.integers(0, 1281 - len(head) - len(other))
+            box = paste_head(c, head, px, rng.integers(0, 721 - len(head)), round(close * 1280))
+            qx = rng.integers(px + len(head), 1281 - len(other))
+            qy = rng.integers(0, 721 - len(other))
+            out.append((c, box, paste_head(c, other, qx, qy, round(far * 1280))))
+    return out
+
+
+def pair_sweep(dets: dict) -> None:
+    """Recall of the bystander beside a closer face, by both faces' sizes."""
+    print("\na face and a bystander on a 1280x720 canvas: bystanders found (of 12), by the "
+          "close face's and the bystander's side (% of 1280); close faces missed; median ms")
+    cols = [(c, f) for c in PAIR_CLOSE for f in PAIR_FAR]
+    print(f"{'close face':<30}" + "".join(f"{f'{100 * c:.0f}%':>5}" for c, _ in cols))
+    print(f"{'bystander':<30}" + "".join(f"{f'{100 * f:.1f}':>5}" for _, f in cols)
+          + f"{'missed':>8}{'ms':>6}")
+    sets = {cf: face_pairs(*cf) for cf in cols}
+    for name, det in dets.items():
+        row, missed, times = [], 0, []
+        for cf in cols:
+            found = 0
+            for canvas, close, far in sets[cf]:
+                t = time.perf_counter()
+                bs = boxes_of(det, canvas)
+                times.append(time.perf_counter() - t)
+                found += any(hit(b, far) for b in bs)
+                missed += not any(hit(b, close) for b in bs)
+            row.append(found)
+        print(f"{name:<30}" + "".join(f"{v:>5}" for v in row) + f"{missed:>8}"
+              f"{statistics.median(times) * 1e3:>6.1f}", flush=True)
 
 
 def real_sweep(dets: dict) -> None:
@@ -265,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="only the small-face sweep, for the Haar settings")
     ap.add_argument("--crops", action="store_true",
                     help="only the tight-crop measurement behind auto's Haar fallback")
+    ap.add_argument("--pairs", action="store_true",
+                    help="only a face beside a smaller one, for BlazeFace's adaptive passes")
     ap.add_argument("--only", metavar="TEXT",
                     help="only the detectors whose name contains TEXT (e.g. 'ferlab')")
     args = ap.parse_args(argv)
@@ -272,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     import skimage.data as sd
     from PIL import Image
 
+    if args.pairs:
+        pair_sweep({k: d for k, d in detectors(None).items()
+                    if isinstance(d, BlazeFaceFinder | FirstFound)
+                    and (not args.only or args.only in k)})
+        return 0
     lfw = sd.lfw_subset()
     if args.crops:
         crop_sweep(lfw[:100])

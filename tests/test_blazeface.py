@@ -158,7 +158,8 @@ def test_faster_runtimes_stay_close_to_float32_pytorch(astronaut, fast):
     assert iou(fast(astronaut)[0][:4], exact(astronaut)[0][:4]) > 0.95
 
 
-def count_passes(detect: BlazeFaceDetector, gray: np.ndarray) -> int:
+def pass_sides(detect: BlazeFaceDetector, gray: np.ndarray) -> list[int]:
+    """The longer side of each pass ``detect`` makes on ``gray``."""
     calls = []
     run_pass = detect._candidates
     detect._candidates = lambda g, side: calls.append(side) or run_pass(g, side)
@@ -166,24 +167,44 @@ def count_passes(detect: BlazeFaceDetector, gray: np.ndarray) -> int:
         detect(gray)
     finally:
         del detect._candidates
-    return len(calls)
+    return calls
 
 
-def test_adaptive_second_pass_only_when_smaller_faces_may_be_missed(astronaut):
+def test_adaptive_passes_look_only_for_what_the_first_may_miss(astronaut):
     adaptive, every = BlazeFaceDetector(), BlazeFaceDetector(adaptive=False)
-    assert count_passes(every, astronaut) == 2
+    assert pass_sides(every, astronaut) == [192, 384]
     # The face cut out large (60 % of the picture): one pass, same box as with both passes.
     x, y, w, h = ASTRONAUT_FACE
     close = np.ascontiguousarray(astronaut[y - 40:y + h + 40, x - 40:x + w + 40])
-    assert count_passes(adaptive, close) == 1
+    assert pass_sides(adaptive, close) == [192]
     assert iou(adaptive(close)[0][:4], every(close)[0][:4]) > 0.9
-    # The photo shrunk into a big empty canvas (face 7 % of its side): the second pass runs.
+    # The face at 20 % of the photo: a second pass just big enough for faces of 10 % to be
+    # MIN_FACE_PX wide (240 px, rounded up to a multiple of 32).
+    assert pass_sides(adaptive, astronaut) == [192, 256]
+    assert iou(adaptive(astronaut)[0][:4], every(astronaut)[0][:4]) > 0.9
+    # The photo shrunk into a big empty canvas (face 7 % of its side): the first pass finds
+    # nothing, so the second runs in full.
     canvas = np.full((800, 800), 128, np.uint8)
     canvas[400:656, 300:556] = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
-    assert count_passes(adaptive, canvas) == 2
+    assert pass_sides(adaptive, canvas) == [192, 384]
     assert len(adaptive(canvas)) == 1
-    # Nothing found in the first pass: the second runs too.
-    assert count_passes(adaptive, np.full((480, 640), 128, np.uint8)) == 2
+    assert pass_sides(adaptive, np.full((480, 640), 128, np.uint8)) == [192, 384]
+
+
+def test_adaptive_passes_find_a_bystander_half_the_size_of_the_closest_face(astronaut):
+    """The astronaut twice on a 1280x720 picture, her face at 15 % of its width and at 7.4 %:
+    the 192 pass finds only the first, and a second pass sized for faces half as big (smaller
+    than the full 384) finds the other."""
+    scene = np.full((720, 1280), 128, np.uint8)
+    close = cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_LINEAR)  # face 190 px
+    scene[:, :760] = close[:720, :760]
+    scene[100:612, 760:1272] = astronaut[:, ::-1]  # face 95 px, mirrored
+    adaptive = BlazeFaceDetector()
+    first, second = pass_sides(adaptive, scene)
+    assert first == 192 and 192 < second < 384
+    faces = adaptive(scene)
+    assert len(faces) == 2
+    assert iou(faces[1][:4], (1272 - 176 - 95, 166, 95, 95)) > 0.5
 
 
 @pytest.mark.parametrize("side", [192, 384])

@@ -329,7 +329,7 @@ def test_autos_haar_fallback_looks_only_for_faces_that_fill_the_photo(astronaut)
     assert len(FaceDetector()(canvas)) == 1
 
 
-def test_min_face_skips_the_finer_pass_and_shrinks_haars_search(astronaut):
+def test_min_face_sets_blazefaces_passes_and_haars_search(astronaut):
     rgb, _ = astronaut
     canvas = np.full((480, 640), 100, np.uint8)
     # The astronaut at 216 px: her face is about 6 % of the longer side, under 0.1.
@@ -340,6 +340,10 @@ def test_min_face_skips_the_finer_pass_and_shrinks_haars_search(astronaut):
     fast, fine = make_detector(min_face=0.1), make_detector(min_face=0.05)
     assert fast.detectors[0].sides == (192,) and fast.detectors[1].max_side == 240
     assert fine.detectors[0].sides == (192, 384) and fine.detectors[1].max_side == 480
+    # Under 0.1, faces that small are looked for in every photo, on a pass sized for them.
+    assert not fine.detectors[0].adaptive and make_detector().detectors[0].adaptive
+    assert make_detector("blazeface", min_face=0.08).sides == (192, 320)  # 24 / 0.08 = 300
+    assert len(make_detector("blazeface", min_face=0.05)(canvas)) == 1
     assert make_detector("haar", min_face=0.9).max_side == 48
     for bad in (0.0, 1.0, -0.1):
         with pytest.raises(ConfigError, match="min_face"):

@@ -13,8 +13,10 @@ At 192 px the model finds faces of about 10-75 % of the photo's longer side (a f
 20 px of the input). For smaller faces the detector adds a second pass at 384 px: the network is
 fully convolutional, so it runs on any size that is a multiple of 32 and then finds faces down to
 about 5 % of the longer side (a 32-px face in a 640x480 photo). Faces that fill the picture are
-too big for that pass, so the 192 pass stays. The second pass runs only when the first leaves
-room for smaller faces (``adaptive``, see ``FINER_PASS_BELOW``). Neither finds a face cropped
+too big for that pass, so the 192 pass stays. With ``adaptive`` passes (the default), the
+second pass looks only for what the first may have missed: every face when it found none, else
+faces down to half the smallest it found, on a picture just big enough for those (see
+``MIN_FACE_PX``), and none when the 192 pass already reaches that far. Neither finds a face cropped
 so tight that no hair or chin shows (a FER2013 or LFW crop): BlazeFace needs a little context.
 
 Example:
@@ -26,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,13 +57,17 @@ RAW_SCORE_CLIP = 100.0  # logits are clipped to +-this before the sigmoid, as Me
 # Longer side of the picture in each pass: 192 (MediaPipe's letterboxed square) finds faces of
 # 10-75 % of the longer side, 384 (padded to multiples of 32 only) faces of 5-40 %.
 PASS_SIDES = (192, 384)
-# With ``adaptive`` passes, a pass after the first runs only if the faces found so far leave room
-# for smaller ones: none found, or one under this fraction of the photo's longer side (twice the
-# 192 pass's reach of about 10 %: a face half the size of the smallest one found is still found).
-# A close portrait or a webcam frame then takes one pass (Grace Hopper's face is 0.35 of her
-# portrait). The price: a face under 10 % beside faces all over 20 % is missed (a bystander far
-# behind a close-up). 0.15 missed the 8 % face beside a 16 % one in bench_faces.py's scene.
-FINER_PASS_BELOW = 0.2
+# With ``adaptive`` passes, a pass after the first looks for faces down to half the smallest
+# face found so far (every face when none was found): it is made just big enough for those
+# faces to be MIN_FACE_PX wide in it, and is skipped when that is no bigger than the pass
+# before. A close portrait or a webcam frame then takes one pass (faces from 25 % of the longer
+# side; Grace Hopper's is 35 % of her portrait), a half-length portrait a smaller second pass
+# (the astronaut's face, 20 %: 256 px instead of 384). The price is a bystander under half the
+# size of the closest face: ``benchmarks/compare_detectors.py --pairs`` finds every bystander
+# of 7.5-9 % beside a face of 11-14 %, and of 9 % beside 17 %, but 3-9 of 12 of those of 6 %
+# beside faces of 14-20 % (11 of 12 with every pass in full). 24 px rather than the 19 px that
+# the 192 pass reaches (10 % of its side) keeps a face of just half the smallest one in reach.
+MIN_FACE_PX = 24
 ASSET_NAME = "blazeface_full_range.safetensors"
 # The same network as an ONNX graph on uint8 grey input (scripts/export_blazeface_onnx.py).
 ONNX_NAME = "blazeface_full_range.onnx"
@@ -165,7 +172,10 @@ class BlazeFaceFullRange(nn.Module):
         """Returns ``regressors [N, A, 16]`` (x, y, w, h, then 6 keypoints' x, y, in input
         pixels, relative to the anchor) and ``logits [N, A]``, for the ``A = H/4 * W/4``
         anchors in row-major order (2304 at 192x192). H and W must be multiples of 32."""
-        x = F.relu(self.stem(_pad_same_stride2(x)))
+        return self.heads(self.pyramid(F.relu(self.stem(_pad_same_stride2(x)))))
+
+    def pyramid(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem's output -> the 48-channel map at a quarter of the input's size."""
         taps = []
         for i, block in enumerate(self.backbone):
             x = block(x)
@@ -173,6 +183,10 @@ class BlazeFaceFullRange(nn.Module):
                 taps.append(x)
         for level, tap in zip(self.top_down, reversed(taps), strict=True):
             x = level(x, tap)
+        return x
+
+    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pyramid's map -> ``(regressors, logits)`` per anchor, as :meth:`forward`."""
         n = x.shape[0]
         regressors = self.regressor(x).permute(0, 2, 3, 1).reshape(n, -1, 4 + 2 * NUM_KEYPOINTS)
         logits = self.classifier(x).reshape(n, -1)
@@ -239,6 +253,11 @@ def anchor_centres(height: int = INPUT_SIDE, width: int = INPUT_SIDE) -> np.ndar
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
+# Canvas shapes repeat (a video's frames, a folder of one camera's photos); a bounded cache
+# keeps a stream of odd sizes from growing it without end.
+_anchor_grid = functools.lru_cache(maxsize=64)(anchor_centres)
+
+
 @dataclass(frozen=True)
 class Face:
     """One detection in the photo's pixels: box ``(x, y, w, h)``, score, ``keypoints [6, 2]``.
@@ -303,10 +322,11 @@ class BlazeFaceDetector:
         nms_iou: boxes overlapping a better one by more than this IoU are merged into it.
         sides: longer side of the picture in each pass, coarse to fine. ``(192,)`` alone is
             MediaPipe's detector; it misses faces under about 10 % of the photo's longer side.
-        adaptive: run a pass after the first only when the faces found so far leave room for
-            smaller ones (none found, or one under ``FINER_PASS_BELOW`` of the longer side).
-            Portraits and webcam frames then cost one pass; the price is a face under 10 % of
-            the photo beside faces all over 20 % (``adaptive=False`` runs every pass).
+        adaptive: a pass after the first looks only for faces down to half the smallest one
+            found so far, on a picture just big enough for them (``MIN_FACE_PX``), and is
+            skipped when the passes before reach that far; every face when none was found.
+            Portraits and webcam frames then cost one pass; the price is a bystander under half
+            the size of the closest face (``adaptive=False`` runs every pass in full).
         weights: a ``.safetensors`` file; default: the one bundled with ferlab.
         bf16: with ``backend="torch"``, run the network in bfloat16; None (default) where
             the CPU computes bf16 natively (:func:`ferlab.cpu.bf16_is_native`); boxes stay
@@ -348,7 +368,6 @@ class BlazeFaceDetector:
             # Weights held in bf16 rather than autocast, which would re-cast them every pass.
             self.net = load_blazeface(weights).to(
                 torch.bfloat16 if self.bf16 else torch.float32, memory_format=torch.channels_last)
-        self._anchors: dict[tuple[int, int], np.ndarray] = {}  # by input shape, made once
 
     def letterbox(self, gray: np.ndarray, side: int = INPUT_SIDE
                   ) -> tuple[np.ndarray, float, int, int]:
@@ -396,9 +415,7 @@ class BlazeFaceDetector:
         canvas, scale, left, top = self.letterbox(gray, side)
         regressors, logits = self.raw(canvas)
         keep = np.flatnonzero(logits > self._min_logit)
-        if canvas.shape not in self._anchors:
-            self._anchors[canvas.shape] = anchor_centres(*canvas.shape)
-        r, anchors = regressors[keep], self._anchors[canvas.shape][keep]
+        r, anchors = regressors[keep], _anchor_grid(*canvas.shape)[keep]
         scores = 1.0 / (1.0 + np.exp(-np.clip(logits[keep], -RAW_SCORE_CLIP, RAW_SCORE_CLIP)))
         centre, half = r[:, 0:2] + anchors, r[:, 2:4] / 2
         points = r[:, 4:].reshape(-1, NUM_KEYPOINTS, 2) + anchors[:, None, :]
@@ -407,15 +424,17 @@ class BlazeFaceDetector:
         valid = (half > 0).all(axis=1)  # MediaPipe drops boxes of non-positive size
         return rows[valid], scores[valid]
 
-    def _room_for_smaller(self, found: list[tuple[np.ndarray, np.ndarray]],
-                          shape: tuple[int, int]) -> bool:
-        """Whether a finer pass could add faces: none found yet, or a small one among them."""
+    def _finer_side(self, found: list[tuple[np.ndarray, np.ndarray]],
+                    shape: tuple[int, int], side: int) -> int:
+        """The longer side of the next pass, at most ``side``: just enough for a face half the
+        smallest one found so far to be ``MIN_FACE_PX`` wide; ``side`` when none was found."""
         rows = np.concatenate([r for r, _ in found])
         if not len(rows):
-            return True
+            return side
         faces = weighted_nms(rows, np.concatenate([s for _, s in found]), self.nms_iou)
-        smallest = min(max(r[2] - r[0], r[3] - r[1]) for r, _ in faces)
-        return bool(smallest < FINER_PASS_BELOW * max(shape))
+        smallest = min(max(r[2] - r[0], r[3] - r[1]) for r, _ in faces) / max(shape)
+        needed = 2 * MIN_FACE_PX / max(smallest, 1e-6)
+        return min(side, -(-math.ceil(needed) // SIZE_STEP) * SIZE_STEP)
 
     def detect(self, gray: np.ndarray) -> list[Face]:
         """Faces in a uint8 ``[H, W]`` grey photo, with keypoints, largest first.
@@ -429,11 +448,14 @@ class BlazeFaceDetector:
             raise DataError(f"face detection needs a uint8 [H, W] grey image, got {got}")
         if gray.size == 0:
             raise DataError(f"face detection got an empty image {tuple(gray.shape)}")
-        found = []
+        found, last = [], 0
         for side in self.sides:
-            if found and self.adaptive and not self._room_for_smaller(found, gray.shape):
-                break
+            if found and self.adaptive:
+                side = self._finer_side(found, gray.shape, side)
+                if side <= last:  # the passes so far reach the faces this one would look for
+                    break
             found.append(self._candidates(gray, side))
+            last = side
         rows = np.concatenate([r for r, _ in found])
         if not len(rows):
             return []

@@ -325,10 +325,11 @@ def _add_detector(p) -> None:
                         "fills the picture where BlazeFace finds none (see ferlab.faces)")
     p.add_argument("--min-face", type=float, metavar="FRACTION",
                    help="smallest face to look for, as a fraction of the picture's longer side "
-                        "(default: about 0.05). 0.1 or more skips BlazeFace's finer 384-px "
-                        "pass: photos with a face under 20%% of that side, or none, take "
-                        "about half the time. Fine for portraits and webcams; smaller faces "
-                        "are missed")
+                        "(default: about 0.05, and BlazeFace's second pass looks only for faces "
+                        "down to half the closest one). 0.1 or more skips that pass: photos with "
+                        "a face under 25%% of that side, or none, take about half the time; "
+                        "fine for portraits and webcams. Under 0.1, faces that small are looked "
+                        "for in every photo, beside close faces too")
 
 
 def _add_tta(p, shift: bool = True) -> None:

@@ -32,15 +32,15 @@ Absolute times were taken while training shared the 2 cores, so only their ratio
 ``benchmarks/bench_faces.py`` times the detector on an idle machine.
 
 Why BlazeFace first. ``detector="blazeface"`` is MediaPipe's full-range BlazeFace network
-(:mod:`ferlab.blazeface`, weights bundled, Apache-2.0), run by ONNX Runtime, at 192
-px and, when the faces found leave room for smaller ones, at 384 px. On real heads with their
+(:mod:`ferlab.blazeface`, weights bundled, Apache-2.0), run by ONNX Runtime, at 192 px and then,
+for faces the first pass may have missed, on a picture of up to 384 px. On real heads with their
 surroundings (``compare_detectors.py --sizes``: 24 per face size on a 640x480 canvas) BlazeFace
 finds 23 of 24 at 32 px and 24 of 24 from 40 px; Haar 2 of 24 at 48 px and at most 16 of 24
 above, as it never finds the cameraman's turned head. Neither draws a false box there, nor on
 the 106 pictures without a face (``compare_detectors.py``). Haar wins on LFW's tight crops (no
 hair, no chin) pasted four to a canvas: 98 of 100 at 100 px against BlazeFace's 82, and 66-99
-against 53-87 from 54 to 120 px. ``auto`` does not change that (BlazeFace finds some of the
-four faces on each canvas, so Haar is not asked); ``detector="haar"`` is the choice for such
+against 53-87 from 54 to 120 px. ``auto`` does not change that (BlazeFace finds some of the four
+faces on each canvas, so Haar is not asked); ``detector="haar"`` is the choice for such
 crops. ``benchmarks/bench_faces.py`` times both on an idle machine.
 
 The crop matches training preprocessing. FER2013 faces were framed by a face detector: the Haar
@@ -68,7 +68,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .blazeface import SCORE_THRESHOLD, BlazeFaceDetector
+from .blazeface import MIN_FACE_PX, SCORE_THRESHOLD, BlazeFaceDetector
 from .constants import IMAGE_SIZE
 from .errors import ConfigError, DataError
 from .images import IMAGE_SUFFIXES, open_image, to_gray, to_rgb
@@ -84,13 +84,13 @@ CROP_SCALE = 1.032
 BLAZE_SCALE = 1.079
 BLAZE_DY = -0.047
 # BlazeFace passes: at 192 px (MediaPipe's letterboxed square) it finds faces of 10-75 % of the
-# photo's longer side; a second pass at 384 px finds them down to about 5 %, for 2-4x the
-# first pass's time (``benchmarks/bench_faces.py``'s network table). ``sides=(192,)``
+# photo's longer side; a second pass of up to 384 px finds them down to about 5 %, for up to
+# 3x the first pass's time (``benchmarks/bench_faces.py``'s network table). ``sides=(192,)``
 # (``make_detector(min_face=0.1)``, ``--min-face 0.1``) is the fast choice when faces are
 # large (portraits, video of one person).
 BLAZE_SIDES = (192, 384)
 # The smallest face the 192-px pass alone finds, as a fraction of the photo's longer side: a
-# ``min_face`` at least this large makes BlazeFace skip its 384-px pass.
+# ``min_face`` at least this large makes BlazeFace skip its second pass.
 ONE_PASS_MIN_FACE = 0.1
 
 # How each detector's box sits in a FER2013 frame (``benchmarks/bench_faces.py --framing``):
@@ -271,9 +271,11 @@ class BlazeFaceFinder:
         sides: the photo's longer side in each pass of the network (see ``BLAZE_SIDES``).
         bf16: with ``backend="torch"``, run the network in bfloat16; None (default): where the
             CPU has it natively.
-        adaptive: the 384-px pass only when the 192-px one leaves room for smaller faces (see
-            :class:`ferlab.blazeface.BlazeFaceDetector`); False runs both passes on every photo.
+        adaptive: the second pass only for faces the 192-px one may have missed, sized for
+            them (see :class:`ferlab.blazeface.BlazeFaceDetector`); False runs both passes in
+            full on every photo.
         backend: who runs the network: ``onnx`` (ONNX Runtime, default) or ``torch``.
+        onnx_path: the ``.onnx`` file ONNX Runtime runs; default: the one bundled with ferlab.
 
     Example:
         >>> BlazeFaceFinder()(np.full((120, 160), 128, np.uint8))
@@ -282,11 +284,12 @@ class BlazeFaceFinder:
 
     def __init__(self, score_threshold: float = SCORE_THRESHOLD,
                  sides: tuple[int, ...] = BLAZE_SIDES, bf16: bool | None = None,
-                 adaptive: bool = True, backend: str = "onnx") -> None:
+                 adaptive: bool = True, backend: str = "onnx",
+                 onnx_path: str | Path | None = None) -> None:
         self.score_threshold = score_threshold
-        self.sides = sides
+        self.sides, self.adaptive = sides, adaptive
         self._net = BlazeFaceDetector(score_threshold=score_threshold, sides=sides, bf16=bf16,
-                                      adaptive=adaptive, backend=backend)
+                                      adaptive=adaptive, backend=backend, onnx_path=onnx_path)
 
     def __call__(self, gray: np.ndarray) -> list[Box]:
         """Faces in ``gray`` (uint8 ``[H, W]``), largest first."""
@@ -327,10 +330,12 @@ def make_detector(name: str | None = None, *, profile: bool = False,
     ``min_neighbors`` are Haar's too.
 
     ``min_face`` is the smallest face to look for, as a fraction of the photo's longer side.
-    None (default): BlazeFace down to about 5 % (its 384-px pass runs when the 192-px one leaves
-    room for smaller faces), Haar down to ``MIN_PX / max_side`` (7.5 %). From
+    None (default): BlazeFace down to about 5 % (its second pass, of up to 384 px, looks for
+    faces the 192-px one may have missed), Haar down to ``MIN_PX / max_side`` (7.5 %). From
     ``ONE_PASS_MIN_FACE`` (0.1) up, BlazeFace makes one 192-px pass, which about halves its
-    time on photos with a face under 20 % of the longer side, or none; Haar then searches a
+    time on photos with a face under 25 % of the longer side, or none. Under it, BlazeFace
+    looks for faces that small in every photo, whatever the first pass found: the second pass
+    always runs, sized for them (``MIN_FACE_PX / min_face``, at most 384 px). Haar searches a
     copy of ``MIN_PX / min_face`` pixels (240 at 0.1) instead of ``max_side``.
     """
     name = name or ("haar" if profile else DEFAULT_DETECTOR)
@@ -341,17 +346,27 @@ def make_detector(name: str | None = None, *, profile: bool = False,
             raise ConfigError(f"min_face is a fraction of the photo's longer side, between 0 "
                               f"and 1; got {min_face}")
         max_side = max(48, math.ceil(MIN_PX / min_face))  # 48: FaceDetector's floor
-    sides = BLAZE_SIDES if min_face is None or min_face < ONE_PASS_MIN_FACE else BLAZE_SIDES[:1]
+    blaze = _blaze_passes(min_face)
     if name == "blazeface" and profile:
         raise ConfigError("the profile cascade is a Haar option: use detector 'haar' or 'auto' "
                           "with it (BlazeFace finds turned heads on its own)")
     if name == "blazeface":
-        return BlazeFaceFinder(sides=sides)
+        return BlazeFaceFinder(**blaze)
     if name == "haar":
         return FaceDetector(profile=profile, max_side=max_side, min_neighbors=min_neighbors)
     fallback = FaceDetector(profile=profile, max_side=max_side, min_neighbors=min_neighbors,
                             min_size=FALLBACK_MIN_FACE)
-    return FirstFound(BlazeFaceFinder(sides=sides), fallback)
+    return FirstFound(BlazeFaceFinder(**blaze), fallback)
+
+
+def _blaze_passes(min_face: float | None) -> dict:
+    """BlazeFace's passes for ``make_detector``'s ``min_face``."""
+    if min_face is None:
+        return {"sides": BLAZE_SIDES, "adaptive": True}
+    if min_face >= ONE_PASS_MIN_FACE:
+        return {"sides": BLAZE_SIDES[:1], "adaptive": True}
+    side = -(-math.ceil(MIN_FACE_PX / min_face) // 32) * 32  # the network takes multiples of 32
+    return {"sides": (BLAZE_SIDES[0], min(side, BLAZE_SIDES[-1])), "adaptive": False}
 
 
 _DEFAULT: dict[tuple, Detector] = {}
