@@ -231,7 +231,9 @@ def test_backend_and_onnx_file_are_checked(tmp_path):
 
 def test_onnx_threads_sleep_between_passes():
     """Spinning ONNX Runtime threads would take the 2 cores from PyTorch's classifier, which runs
-    right after detection; the session uses torch's thread count."""
-    options = BlazeFaceDetector().session.get_session_options()
+    right after detection; the session uses torch's thread count, the 192-px pass one thread."""
+    detect = BlazeFaceDetector()
+    options = detect.session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert options.intra_op_num_threads == torch.get_num_threads()
+    assert detect.small_session.get_session_options().intra_op_num_threads == 1

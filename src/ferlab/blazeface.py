@@ -68,6 +68,8 @@ PASS_SIDES = (192, 384)
 # beside faces of 14-20 % (11 of 12 with every pass in full). 24 px rather than the 19 px that
 # the 192 pass reaches (10 % of its side) keeps a face of just half the smallest one in reach.
 MIN_FACE_PX = 24
+# Canvases up to this size run on one thread (see ``BlazeFaceDetector.small_session``).
+SMALL_PASS_PIXELS = INPUT_SIDE * INPUT_SIDE
 ASSET_NAME = "blazeface_full_range.safetensors"
 # The same network as an ONNX graph on uint8 grey input (scripts/export_blazeface_onnx.py).
 ONNX_NAME = "blazeface_full_range.onnx"
@@ -212,8 +214,8 @@ def load_blazeface(path: str | Path | None = None) -> BlazeFaceFullRange:
     return net.eval()
 
 
-def _onnx_session(path: Path):
-    """An ONNX Runtime session for the network in ``path``, on the CPU.
+def _onnx_session(path: Path, threads: int):
+    """An ONNX Runtime session for the network in ``path``, on ``threads`` CPU threads.
 
     Raises:
         ModelError: the file is missing or is not the network.
@@ -224,7 +226,7 @@ def _onnx_session(path: Path):
         raise ModelError(f"{path}: BlazeFace's ONNX file is missing; reinstall ferlab or rebuild "
                          "it with scripts/export_blazeface_onnx.py")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = threads
     # No busy-waiting between passes: spinning threads would take the cores from PyTorch,
     # which classifies the faces right after detection.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -362,7 +364,13 @@ class BlazeFaceDetector:
         self.backend = backend
         self.bf16 = backend == "torch" and (bf16_is_native() if bf16 is None else bool(bf16))
         if backend == "onnx":
-            self.session = _onnx_session(Path(onnx_path) if onnx_path else asset_path(ONNX_NAME))
+            path = Path(onnx_path) if onnx_path else asset_path(ONNX_NAME)
+            self.session = _onnx_session(path, torch.get_num_threads())
+            # The 192-px pass is too small to share: on this 2-core machine it took 2.9 ms on
+            # one thread, against 3.1 ms on two at best and 5.6 ms when the second core was
+            # slow to answer (``bench_faces.py`` against ``bench_faces.py --threads 1``).
+            self.small_session = (_onnx_session(path, 1) if torch.get_num_threads() > 1
+                                  else self.session)
         else:
             # channels_last: PyTorch's CPU depthwise convs run about 25 % faster on NHWC data.
             # Weights held in bf16 rather than autocast, which would re-cast them every pass.
@@ -396,7 +404,8 @@ class BlazeFaceDetector:
         """The network's outputs for a uint8 grey ``[H, W]`` input (sides multiples of 32):
         ``regressors [A, 16]`` and ``logits [A]`` (numpy, float32)."""
         if self.backend == "onnx":
-            regressors, logits = self.session.run(None, {"grey": canvas[None, None]})
+            session = self.small_session if canvas.size <= SMALL_PASS_PIXELS else self.session
+            regressors, logits = session.run(None, {"grey": canvas[None, None]})
             return regressors[0], logits[0]
         return self._raw_torch(canvas)
 
