@@ -73,10 +73,11 @@ SMALL_PASS_PIXELS = INPUT_SIDE * INPUT_SIDE
 ASSET_NAME = "blazeface_full_range.safetensors"
 # The same network as an ONNX graph on uint8 grey input (scripts/export_blazeface_onnx.py).
 ONNX_NAME = "blazeface_full_range.onnx"
-# Who runs the network: ONNX Runtime by default, faster than PyTorch in bf16 on the 192-px pass
-# and level with it at 384 px (``benchmarks/bench_faces.py``'s network table, four runs: 4.5-10.3
-# against 7.2-11.1 ms, and 12.1-16.2 against 11.6-16.8 ms; this VM's timings swing). PyTorch is
-# the reference the ONNX file is made from and checked against.
+# Who runs the network: ONNX Runtime by default, on a graph laid out for its CPU kernels
+# (scripts/export_blazeface_onnx.py). ``benchmarks/bench_faces.py``'s network table, seven runs:
+# 2.8-2.9 ms for the 192-px pass against 6.3-8.2 for PyTorch in bf16, and 8.4-8.7 ms for a
+# 384x384 pass against 10.9-13.7 (20-21 ms in the runs where this VM's second core answered
+# slowly). PyTorch is the reference the ONNX file is made from and checked against.
 BACKENDS = ("onnx", "torch")
 
 # Backbone blocks: (in channels, narrow channels, out channels, stride). The 48x48, 24x24 and
