@@ -256,6 +256,18 @@ def anchor_centres(height: int = INPUT_SIDE, width: int = INPUT_SIDE) -> np.ndar
     return np.stack([gx.ravel(), gy.ravel()], axis=1)
 
 
+def pass_side(face: float, largest: int = PASS_SIDES[-1]) -> int:
+    """The longer side of a pass in which a face of ``face`` (a fraction of the photo's longer
+    side) is ``MIN_FACE_PX`` wide, rounded up to a multiple of 32 and at most ``largest``.
+
+    Example:
+        >>> pass_side(0.1), pass_side(0.05)
+        (256, 384)
+    """
+    side = math.ceil(MIN_FACE_PX / max(face, 1e-6))
+    return min(largest, -(-side // SIZE_STEP) * SIZE_STEP)
+
+
 # Canvas shapes repeat (a video's frames, a folder of one camera's photos); a bounded cache
 # keeps a stream of odd sizes from growing it without end.
 _anchor_grid = functools.lru_cache(maxsize=64)(anchor_centres)
@@ -443,8 +455,7 @@ class BlazeFaceDetector:
             return side
         faces = weighted_nms(rows, np.concatenate([s for _, s in found]), self.nms_iou)
         smallest = min(max(r[2] - r[0], r[3] - r[1]) for r, _ in faces) / max(shape)
-        needed = 2 * MIN_FACE_PX / max(smallest, 1e-6)
-        return min(side, -(-math.ceil(needed) // SIZE_STEP) * SIZE_STEP)
+        return pass_side(smallest / 2, side)
 
     def detect(self, gray: np.ndarray) -> list[Face]:
         """Faces in a uint8 ``[H, W]`` grey photo, with keypoints, largest first.

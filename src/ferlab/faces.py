@@ -68,7 +68,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .blazeface import MIN_FACE_PX, SCORE_THRESHOLD, BlazeFaceDetector
+from .blazeface import SCORE_THRESHOLD, BlazeFaceDetector, pass_side
 from .constants import IMAGE_SIZE
 from .errors import ConfigError, DataError
 from .images import IMAGE_SUFFIXES, open_image, to_gray, to_rgb
@@ -335,8 +335,8 @@ def make_detector(name: str | None = None, *, profile: bool = False,
     ``ONE_PASS_MIN_FACE`` (0.1) up, BlazeFace makes one 192-px pass, which about halves its
     time on photos with a face under 25 % of the longer side, or none. Under it, BlazeFace
     looks for faces that small in every photo, whatever the first pass found: the second pass
-    always runs, sized for them (``MIN_FACE_PX / min_face``, at most 384 px). Haar searches a
-    copy of ``MIN_PX / min_face`` pixels (240 at 0.1) instead of ``max_side``.
+    always runs, sized for them (:func:`ferlab.blazeface.pass_side`, at most 384 px). Haar
+    searches a copy of ``MIN_PX / min_face`` pixels (240 at 0.1) instead of ``max_side``.
     """
     name = name or ("haar" if profile else DEFAULT_DETECTOR)
     if name not in DETECTORS:
@@ -365,8 +365,7 @@ def _blaze_passes(min_face: float | None) -> dict:
         return {"sides": BLAZE_SIDES, "adaptive": True}
     if min_face >= ONE_PASS_MIN_FACE:
         return {"sides": BLAZE_SIDES[:1], "adaptive": True}
-    side = -(-math.ceil(MIN_FACE_PX / min_face) // 32) * 32  # the network takes multiples of 32
-    return {"sides": (BLAZE_SIDES[0], min(side, BLAZE_SIDES[-1])), "adaptive": False}
+    return {"sides": (BLAZE_SIDES[0], pass_side(min_face, BLAZE_SIDES[-1])), "adaptive": False}
 
 
 _DEFAULT: dict[tuple, Detector] = {}
