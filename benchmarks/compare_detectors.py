@@ -55,8 +55,7 @@ def canvases(patches: np.ndarray, seed: int = 0, side: int = SIDE, shape=(480, 4
     h, w = shape
     out = []
     for i in range(0, len(patches), len(places)):
-        c = (90 + 60 * np.mgrid[0:h, 0:w][1] / w + rng.normal(0, 4, (h, w)))
-        c = c.clip(0, 255).astype(np.uint8)
+        c = backdrop(h, w, rng)
         boxes = []
         for p, (x, y) in zip(patches[i:i + len(places)], places, strict=False):
             c[y:y + side, x:x + side] = cv2.resize((p * 255).astype(np.uint8), (side, side),
