@@ -1,9 +1,11 @@
 """`make bench`: what this machine does with ferlab, measured, printed as tables.
 
+0. The machine: CPU model, vector extensions, versions, and the precision ``auto`` picks.
 1. The CPU's own figures: a 2048x2048 matrix product in float32 and bfloat16 (GFLOP/s).
-2. For every registered model: training images/second (bf16 autocast, channels_last, batch 128,
-   AdamW step included) and inference images/second (batch 256, float32 and bf16), and the
-   training GFLOP/s that implies (3 x forward FLOPs per image), to compare with (1).
+2. For every registered model: training images/second in float32 and under bf16 autocast
+   (channels_last, batch 128, AdamW step included), which of the two ferlab's default (``auto``)
+   trains in and how far it is from the faster one; inference images/second (batch 64, the
+   folded copy ferlab predicts with, float32 and bf16); and the training GFLOP/s of the default.
 3. Reading the data file: seconds and faces (when --data exists).
 4. Other benchmark scripts beside this one (faces, memory) when they exist.
 
@@ -22,7 +24,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ferlab.cpu import inference_copy
+from ferlab.machine import machine_header
 from ferlab.models import count_params, create_model, forward_mflops, list_models
+from ferlab.precision import autocast, resolve_precision
+from ferlab.predict import DEFAULT_BATCH
 
 HERE = Path(__file__).parent
 
@@ -36,7 +42,7 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
-def train_rate(name: str, steps: int, batch: int = 128) -> float:
+def train_rate(name: str, steps: int, bf16: bool, batch: int = 128) -> float:
     torch.manual_seed(0)
     model = create_model(name).to(memory_format=torch.channels_last).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -45,7 +51,7 @@ def train_rate(name: str, steps: int, batch: int = 128) -> float:
     for i in range(steps + 2):  # two warm-up steps
         if i == 2:
             t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast(bf16):
             out = model(x)
         loss = F.cross_entropy(out.float(), y)
         opt.zero_grad(set_to_none=True)
@@ -54,15 +60,16 @@ def train_rate(name: str, steps: int, batch: int = 128) -> float:
     return steps * batch / (time.perf_counter() - t)
 
 
-@torch.no_grad()
-def infer_rate(name: str, bf16: bool, steps: int, batch: int = 256) -> float:
-    model = create_model(name).to(memory_format=torch.channels_last).eval()
-    x = torch.rand(batch, 1, 48, 48).contiguous(memory_format=torch.channels_last)
-    for i in range(steps + 1):
-        if i == 1:
-            t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            model(x)
+def infer_rate(name: str, bf16: bool, steps: int, batch: int = DEFAULT_BATCH) -> float:
+    """Faces/s of the folded copy ``predict_faces`` runs (weights in bf16 or float32)."""
+    fast = inference_copy(create_model(name).eval(), bf16)
+    x = torch.rand(batch, 1, 48, 48).to(next(fast.parameters()).dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        for i in range(steps + 1):
+            if i == 1:
+                t = time.perf_counter()
+            fast(x)
     return steps * batch / (time.perf_counter() - t)
 
 
@@ -75,28 +82,37 @@ def main() -> int:
     args = ap.parse_args()
     results: dict = {"threads": torch.get_num_threads(), "torch": torch.__version__}
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(machine_header())
+    print(f"torch threads {torch.get_num_threads()}")
     results["matmul_gflops"] = {"float32": matmul_gflops(torch.float32),
                                 "bfloat16": matmul_gflops(torch.bfloat16)}
     print("2048x2048 matmul: {float32:.0f} GFLOP/s float32, {bfloat16:.0f} GFLOP/s bf16".format(
         **results["matmul_gflops"]))
 
-    print(f"\n{'model':<11}{'params':>12}{'MFLOPs':>9}{'train img/s':>13}{'train GFLOP/s':>15}"
-          f"{'infer fp32':>12}{'infer bf16':>12}")
+    default = resolve_precision("auto")
+    print(f"\n{'model':<11}{'params':>12}{'MFLOPs':>9}{'train fp32':>12}{'train bf16':>12}"
+          f"{'default':>9}{'vs best':>9}{'GFLOP/s':>9}{'infer fp32':>12}{'infer bf16':>12}")
+    print(f"{'':<32}{'(img/s, batch 128)':>24}{'':>27}{'(faces/s, batch 64)':>24}")
     results["models"] = {}
     for name in args.models or list_models():
         model = create_model(name)
         params, _ = count_params(model)
         mflops = forward_mflops(model)
         steps = max(2, args.steps if mflops < 1000 else args.steps // 2)
-        tr = train_rate(name, steps)
+        # Emulated bf16 is about 12x slower: two steps are enough to show it.
+        bf16_steps = steps if default.bf16 else 2
+        tr = {"fp32": train_rate(name, steps, False), "bf16": train_rate(name, bf16_steps, True)}
+        chosen = tr[default.name]
         fp32 = infer_rate(name, False, steps)
-        bf16 = infer_rate(name, True, steps)
-        gflops = tr * 3 * mflops / 1e3  # backward ~ 2x forward
+        bf16 = infer_rate(name, True, bf16_steps)
+        gflops = chosen * 3 * mflops / 1e3  # backward ~ 2x forward
         results["models"][name] = {"params": params, "mflops": mflops, "train_img_s": tr,
+                                   "default_precision": default.name,
+                                   "default_vs_best": chosen / max(tr.values()),
                                    "train_gflops": gflops, "infer_fp32_img_s": fp32,
                                    "infer_bf16_img_s": bf16}
-        print(f"{name:<11}{params:>12,}{mflops:>9.1f}{tr:>13.0f}{gflops:>15.0f}{fp32:>12.0f}"
+        print(f"{name:<11}{params:>12,}{mflops:>9.1f}{tr['fp32']:>12.0f}{tr['bf16']:>12.0f}"
+              f"{default.name:>9}{chosen / max(tr.values()):>9.0%}{gflops:>9.0f}{fp32:>12.0f}"
               f"{bf16:>12.0f}", flush=True)
 
     if Path(args.data).exists():
@@ -110,7 +126,7 @@ def main() -> int:
     else:
         print(f"\n{args.data} not found: data-reading figures skipped")
 
-    for script in ("bench_faces.py", "bench_memory.py"):
+    for script in ("bench_faces.py", "bench_load.py", "bench_memory.py"):
         path = HERE / script
         if path.exists():
             print(f"\n== {script}", flush=True)

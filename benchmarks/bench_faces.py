@@ -117,8 +117,9 @@ def bench_classifier(rec: Recognizer, repeat: int) -> None:
     """Images/second of the Recognizer's classifier, and of the same model passed in as a
     module, which it runs as it is, under autocast (what photos cost before ``inference_copy``)."""
     rng = np.random.default_rng(0)
-    as_is = Recognizer(rec.model, bf16=rec.bf16, detector="haar")
-    print(f"\n{'classifier images/s':<26}{'as photos':>10}{'as passed in':>14}")
+    as_is = Recognizer(rec.model, bf16=rec.bf16, detector="haar", threads=rec.threads)
+    how = f"torch {rec.precision.name}"
+    print(f"\n{'classifier images/s':<26}{'as photos':>10}{'as passed in':>14}  ({how})")
     for batch in (1, 64):
         x = rng.integers(0, 256, (batch, 48, 48), dtype=np.uint8)
         ms = [timed(lambda x=x, r=r: r.classify(x), repeat) for r in (rec, as_is)]
@@ -132,11 +133,15 @@ def bench_blazeface_net(repeat: int, onnx_path: str | None = None) -> None:
     (channels-last), and ONNX Runtime on the bundled ``.onnx`` file (what ferlab runs) or on
     ``onnx_path``."""
     from ferlab.blazeface import BlazeFaceDetector, load_blazeface
+    from ferlab.precision import bf16_is_native
 
+    # Emulated bf16 (no native bf16) takes seconds a pass: that column is left out there.
+    dtypes = (torch.float32, torch.bfloat16) if bf16_is_native() else (torch.float32,)
     nets = {dtype: load_blazeface().to(dtype, memory_format=torch.channels_last)
-            for dtype in (torch.float32, torch.bfloat16)}
+            for dtype in dtypes}
     onnx = BlazeFaceDetector(backend="onnx", onnx_path=onnx_path)
-    print(f"\n{'BlazeFace network':<26}{'torch fp32':>11}{'torch bf16':>11}{'ONNX Runtime':>14}")
+    bf16_head = f"{'torch bf16':>11}" if len(dtypes) == 2 else f"{'(bf16 emulated)':>16}"
+    print(f"\n{'BlazeFace network':<26}{'torch fp32':>11}{bf16_head}{'ONNX fp32':>14}")
     rng = np.random.default_rng(0)
     for h, w in [(192, 192), (224, 384), (384, 384)]:
         grey = rng.integers(0, 256, (h, w), dtype=np.uint8)
@@ -144,10 +149,11 @@ def bench_blazeface_net(repeat: int, onnx_path: str | None = None) -> None:
         x = x.contiguous(memory_format=torch.channels_last)
         xb = x.to(torch.bfloat16)
         with torch.inference_mode():
-            ms = [timed(lambda x=x: nets[torch.float32](x), repeat),
-                  timed(lambda xb=xb: nets[torch.bfloat16](xb), repeat),
-                  timed(lambda g=grey: onnx.raw(g), repeat)]
-        print(f"{f'{w}x{h} input':<26}{ms[0]:>11.1f}{ms[1]:>11.1f}{ms[2]:>14.1f}", flush=True)
+            fp32 = timed(lambda x=x: nets[torch.float32](x), repeat)
+            bf16 = (f"{timed(lambda xb=xb: nets[torch.bfloat16](xb), repeat):>11.1f}"
+                    if len(dtypes) == 2 else f"{'-':>16}")
+            ort = timed(lambda g=grey: onnx.raw(g), repeat)
+        print(f"{f'{w}x{h} input':<26}{fp32:>11.1f}{bf16}{ort:>14.1f}", flush=True)
 
 
 def agreement(data: str, spec: str) -> None:
@@ -224,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=20, help="timed calls per figure")
     ap.add_argument("--profile", action="store_true", help="also time with the profile cascade")
     ap.add_argument("--framing", metavar="DATA", help="fer2013.csv(.gz): measure the crop margin")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads (default 0: one, as ferlab runs photos)")
     ap.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
                     help=f"face detector (default {DEFAULT_DETECTOR}, ferlab's)")
     ap.add_argument("--step", type=float, default=SCALE_FACTOR,
@@ -248,12 +255,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fp32", action="store_true",
                     help="classify in float32 (default: bf16 where the CPU has it, as ferlab); "
                          "with --blaze-backend torch, detect in float32 too")
+    ap.add_argument("--no-net", action="store_true",
+                    help="skip the BlazeFace network table (the slowest part without native "
+                         "bf16)")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from ferlab.machine import machine_header
+    from ferlab.threads import configure_threads, threads_for
+
+    print(machine_header())
+    # Photos run on one torch thread by default, as `ferlab predict --image` does.
+    configure_threads(args.threads, "small")
     model, label = load_model_or_stand_in(args.model)
-    print(f"model: {label}; torch threads {torch.get_num_threads()}; cpus {os.cpu_count()}")
-    rec = Recognizer(model, detector=args.detector, bf16=False if args.fp32 else None)
+    print(f"model: {label}; classifier on {threads_for('small', args.threads)} torch "
+          f"thread(s); cpus {os.cpu_count()}")
+    rec = Recognizer(model, detector=args.detector, bf16=False if args.fp32 else None,
+                     threads=args.threads)
     sides = tuple(int(v) for v in args.blaze_sides.split(","))
     haar = FaceDetector(scale_factor=args.step)
     blaze = BlazeFaceFinder(sides=sides, adaptive=not args.every_pass, backend=args.blaze_backend,
@@ -283,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     profile_rec = Recognizer(model, profile=True) if args.profile else None
     # The network table first, on a fresh process: when it came last (and ONNX Runtime's threads
     # still spun), its passes timed up to 2.5x slower than the same passes in the photo table.
-    bench_blazeface_net(max(args.repeat, 50), args.blaze_onnx)
+    if not args.no_net:
+        bench_blazeface_net(max(args.repeat, 50), args.blaze_onnx)
     bench_photos(rec, args.repeat, profile_rec)
     bench_classifier(rec, max(args.repeat, 50))
     if args.framing:

@@ -1,14 +1,15 @@
-"""Put a trained run inside the package as the bundled model (``--model bundled``).
+"""Put a trained run inside the package as a shipped model (``--model bundled`` or
+``--model bundled-fast``).
 
-    python scripts/bundle_model.py runs/vgg48-e44
+    python scripts/bundle_model.py runs/vgg48-e44 [--name bundled|bundled-fast]
 
-Writes ``src/ferlab/assets/bundled.safetensors`` from the run's ``model.safetensors``, stored as
+Writes ``src/ferlab/assets/NAME.safetensors`` from the run's ``model.safetensors``, stored as
 float16 (half the bytes; loading puts the weights back into float32 parameters), and copies the
-run's ``config.json``, ``history.csv``, ``metrics.json`` and log (``runs/NAME.log``, when there)
-to ``docs/bundled/`` so the shipped weights keep their provenance. A run that started from
+run's ``config.json``, ``history.csv``, ``metrics.json`` and log (``runs/RUN.log``, when there)
+to ``docs/NAME/`` so the shipped weights keep their provenance. A run that started from
 another model (``--init``) or learnt from a teacher (``--teacher``, a run or an ensemble of runs)
-gets those runs' files too, and theirs in turn, in ``docs/bundled/<role>-<run>/``. Check the
-result with ``ferlab evaluate --model bundled --data fer2013.csv.gz --split PublicTest``.
+gets those runs' files too, and theirs in turn, in ``docs/NAME/<role>-<run>/``. Check the
+result with ``ferlab evaluate --model NAME --data fer2013.csv.gz --split PublicTest``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import sys
 from pathlib import Path
 
 from ferlab.io_utils import read_json
-from ferlab.model_io import bundled_model_path, load_model, save_model
+from ferlab.model_io import BUNDLED, BUNDLED_MODELS, bundled_model_path, load_model, save_model
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "bundled"
+DOCS_ROOT = Path(__file__).resolve().parents[1] / "docs"
+DOCS = DOCS_ROOT / "bundled"
 
 
 def copy_run_files(run: Path, dest: Path) -> None:
@@ -58,11 +60,15 @@ def copy_ancestors(run: Path, copied: set[Path]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", type=Path, help="run folder of the model to ship as 'bundled'")
+    ap.add_argument("run", type=Path, help="run folder of the model to ship")
+    ap.add_argument("--name", choices=BUNDLED_MODELS, default=BUNDLED,
+                    help="which shipped model it becomes (default bundled)")
     args = ap.parse_args(argv)
+    global DOCS
+    DOCS = DOCS_ROOT / args.name
     model = load_model(args.run)
     info = {k: v for k, v in model.meta.items() if k in ("val_accuracy", "epoch", "run")}
-    path = save_model(model, bundled_model_path(), half=True, **info)
+    path = save_model(model, bundled_model_path(args.name), half=True, **info)
     print(f"{args.run} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if DOCS.exists():
         shutil.rmtree(DOCS)  # provenance of the model shipped before

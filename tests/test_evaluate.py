@@ -96,7 +96,7 @@ def test_evaluate_model_and_tta(eval_run, faces):
     assert ev.probs.shape == (140, 7)
     np.testing.assert_allclose(ev.probs.sum(1), 1, atol=1e-5)
     # TTA is the mean of the face's and its mirror's probabilities
-    tta = predict_faces(model, test, tta=True, progress=False)
+    tta = predict_faces(model, test, tta=True, progress=False, precision="fp32")
     x = torch.from_numpy(test.images).unsqueeze(1).float() / 255
     with torch.no_grad():
         want = (model(x).softmax(1) + model(x.flip(-1)).softmax(1)) / 2

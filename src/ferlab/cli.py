@@ -54,6 +54,32 @@ def _json_dict(s: str) -> dict:
     return d
 
 
+def _add_compute(p, alias: str | None = None, threads_help: str = "") -> None:
+    """``--precision`` (with its older alias ``--bf16`` or ``--no-bf16``) and ``--threads``."""
+    from .precision import PRECISIONS
+
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="number format: auto (default) computes in bf16 where this CPU does so "
+                        "natively (AVX-512 bf16 or AMX), else in fp32, where emulated bf16 "
+                        "would be many times slower")
+    if alias == "bf16":
+        p.add_argument("--bf16", action="store_true", help="same as --precision bf16")
+    elif alias == "no-bf16":
+        p.add_argument("--no-bf16", action="store_true", help="same as --precision fp32")
+    p.add_argument("--threads", type=int, default=0, metavar="N",
+                   help=threads_help or "torch threads (default 0: one to classify the faces "
+                                        "of a photo or frame, which holds up when the machine "
+                                        "is busy; every core for batches of faces)")
+
+
+def _precision(args) -> str:
+    """The ``--precision`` asked for, its older aliases included."""
+    from .precision import precision_from_flags
+
+    return precision_from_flags(args.precision, getattr(args, "bf16", False),
+                                getattr(args, "no_bf16", False))
+
+
 # --------------------------------------------------------------------------------------------
 # ferlab data
 
@@ -159,8 +185,8 @@ def add_train(sub) -> None:
     g.add_argument("--ema", type=_nonneg_float, default=t.ema,
                    help="EMA decay of weights per step (0 = off)")
     g.add_argument("--seed", type=int, default=t.seed)
-    g.add_argument("--no-bf16", action="store_true", help="train in float32")
-    g.add_argument("--threads", type=int, default=t.threads, help="torch threads (0 = default)")
+    _add_compute(g, alias="no-bf16", threads_help="torch threads (default 0: every core this "
+                                                  "process may use)")
     g.add_argument("--device", choices=DEVICES, default=t.device,
                    help="cpu, cuda, or auto (default): a GPU where PyTorch sees one, else the CPU")
     g = p.add_argument_group("fine-tuning and distillation")
@@ -210,7 +236,7 @@ def config_from_args(args):
             momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
             warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
             epoch_multiplier=args.epoch_multiplier, early_stopping=args.early_stopping,
-            ema=args.ema, seed=args.seed, bf16=not args.no_bf16, threads=args.threads,
+            ema=args.ema, seed=args.seed, precision=_precision(args), threads=args.threads,
             device=args.device, init=args.init or "", teacher=args.teacher or "",
             distill=args.distill if args.distill or not args.teacher else 0.5,
             temperature=args.temperature, teacher_cache=args.teacher_cache),
@@ -253,14 +279,17 @@ def add_demo(sub) -> None:
                                    "Grad-CAM, LIME) and an HTML page.")
     p.add_argument("--out", default="demo-output", help="folder for the demo's files")
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
+                        "'bundled-fast'")
     p.add_argument("--photo", help="another photo to run the demo on")
+    _add_compute(p)
 
 
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
-    r = run_demo(args.out, model=args.model, photo=args.photo)
+    r = run_demo(args.out, model=args.model, photo=args.photo, precision=_precision(args),
+                 threads=args.threads)
     print(f"{r.photo}: {len(r.faces)} face{'s' if len(r.faces) != 1 else ''}")
     for i, f in enumerate(r.faces):
         print(f"  face {i}: box x={f.box.x} y={f.box.y} w={f.box.w} h={f.box.h}  "
@@ -291,13 +320,15 @@ def add_video(sub) -> None:
     src.add_argument("--camera", type=int, metavar="N", help="camera number (0 = first)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
+                        "'bundled-fast'")
     p.add_argument("--every", type=_positive_int, default=1, metavar="N",
                    help="analyse one frame in N (default 1: every frame)")
     p.add_argument("--annotate", action="store_true", help="also write annotated.mp4")
     p.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
     _add_detector(p)
     _add_tta(p, shift=False)
+    _add_compute(p)
 
 
 def cmd_video(args) -> int:
@@ -306,7 +337,8 @@ def cmd_video(args) -> int:
     source = args.camera if args.camera is not None else args.input
     r = analyze_video(source, args.out, model=args.model, every=args.every,
                       annotated_video=args.annotate, max_frames=args.max_frames, tta=args.tta,
-                      detector=args.detector, min_face=args.min_face)
+                      detector=args.detector, min_face=args.min_face,
+                      precision=_precision(args), threads=args.threads)
     print(f"{r.frames_read} frames read, {r.frames_analyzed} analysed, "
           f"{r.frames_with_face} with a face")
     print(f"wrote {r.csv_path}")
@@ -356,21 +388,20 @@ def add_evaluate(sub) -> None:
                     "metrics.json and confusion.png, confusion_normalized.png, reliability.png, "
                     "mistakes.png to --out.")
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
+                        "'bundled-fast'")
     p.add_argument("--data", required=True,
                    help="labelled faces: fer2013.csv(.gz), train.csv or image folder")
     p.add_argument("--split", choices=["PublicTest", "PrivateTest", "Training", "all"],
                    help="rows to score (default: the file's test rows when it has Usage, "
                         "else all rows)")
     _add_tta(p)
-    p.add_argument("--bf16", action="store_true",
-                   help="predict under bfloat16 autocast, as training validates (faster on CPUs "
-                        "with AVX-512 bf16)")
+    _add_compute(p, alias="bf16")
     p.add_argument("--out", default="evaluation", help="folder for the figures")
     p.add_argument("--json", help="metrics file (default OUT/metrics.json)")
     p.add_argument("--mistakes", type=_positive_int, default=6, metavar="N",
                    help="confidently wrong faces per class in mistakes.png")
-    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
 
 
@@ -378,6 +409,8 @@ def cmd_evaluate(args) -> int:
     from .data import load_faces, select_split
     from .evaluate import evaluate_model, format_metrics, model_description, write_evaluation
     from .model_io import load_model
+    from .precision import resolve_precision
+    from .threads import configure_threads
 
     model = load_model(args.model)
     faces = load_faces(args.data, skip_bad_rows=args.skip_bad_rows)
@@ -385,10 +418,13 @@ def cmd_evaluate(args) -> int:
     faces = select_split(faces, split)
     shown = "+".join(faces.split_names()) or "all"
     tta = _tta(args)
-    ev = evaluate_model(model, faces, tta=tta, bf16=args.bf16, batch_size=args.batch_size,
+    precision = resolve_precision(_precision(args))
+    configure_threads(args.threads, "batch")
+    ev = evaluate_model(model, faces, tta=tta, precision=precision.name,
+                        batch_size=args.batch_size,
                         model_name=f"{model_description(model)} ({args.model})", split=shown)
     paths = write_evaluation(ev, args.out, json_path=args.json, per_class=args.mistakes)
-    how = (f" with {tta} TTA" if tta else "") + (" in bf16" if args.bf16 else "")
+    how = (f" with {tta} TTA" if tta else "") + f" in {precision.name}"
     print(f"{ev.metrics['model']} on {faces.source} [{shown}]{how}: {len(faces):,} faces in "
           f"{ev.metrics['seconds']:.1f}s")
     print(format_metrics(ev.metrics))
@@ -471,7 +507,8 @@ def add_predict(sub) -> None:
                     "the predicted label per face. --image: photos of people (faces are found "
                     "first).")
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
+                        "'bundled-fast'")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="test.csv, fer2013.csv(.gz) or image folder of 48x48 faces")
     src.add_argument("--image", metavar="PHOTO|FOLDER", help="photo(s) with faces in them")
@@ -481,8 +518,9 @@ def add_predict(sub) -> None:
     p.add_argument("--format", choices=["auto", "submission", "probs"], default="auto",
                    help="auto: submission for test.csv, probabilities otherwise")
     _add_tta(p)
-    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
+    _add_compute(p)
 
 
 def cmd_predict(args) -> int:
@@ -490,14 +528,18 @@ def cmd_predict(args) -> int:
         from .recognizer import predict_photos
 
         return predict_photos(args.model, args.image, args.out, args.json, tta=_tta(args),
-                              detector=args.detector, min_face=args.min_face)
+                              detector=args.detector, min_face=args.min_face,
+                              precision=_precision(args), threads=args.threads)
     from .constants import EMOTIONS
     from .predict import predict_file
+    from .threads import configure_threads
 
+    configure_threads(args.threads, "batch")
     if not args.out:
         raise FerlabError("predict --input needs --out FILE.csv")
     res = predict_file(args.model, args.input, args.out, tta=_tta(args), fmt=args.format,
-                       batch_size=args.batch_size, skip_bad_rows=args.skip_bad_rows)
+                       batch_size=args.batch_size, skip_bad_rows=args.skip_bad_rows,
+                       precision=_precision(args))
     counts = ", ".join(f"{e} {n:,}" for e, n in zip(EMOTIONS, res.counts, strict=True))
     kind = "Kaggle submission" if res.format == "submission" else "probabilities"
     print(f"{len(res.faces):,} faces -> {res.path} ({kind}); predicted: {counts}")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .precision import PRECISIONS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "onecycle", "plateau", "constant")
@@ -67,7 +68,9 @@ class TrainConfig:
     early_stopping: int = 0  # stop after this many epochs without val-accuracy gain (0 = off)
     ema: float = 0.0  # exponential moving average of weights, decay per step (0 = off)
     seed: int = 0  # seeds data order, augmentation, dropout and initialisation
-    bf16: bool = True  # bfloat16 autocast (this CPU has AVX-512 bf16); weights stay float32
+    precision: str = "auto"  # auto | fp32 | bf16 autocast (weights stay float32); auto: bf16
+    # where the device computes it natively (ferlab.precision), resolved when the run starts
+    bf16: bool | None = None  # older spelling of precision: True = bf16, False = fp32
     channels_last: bool = True  # memory format for conv nets on CPU
     threads: int = 0  # torch intra-op threads (0 = torch's default)
     device: str = "auto"  # cpu | cuda | auto: a GPU where PyTorch sees one, else the CPU
@@ -77,6 +80,12 @@ class TrainConfig:
     distill: float = 0.0  # weight of the teacher's soft-target loss, in [0, 1] (0 = off)
     temperature: float = 2.0  # softmax temperature of both nets in the distillation loss
     teacher_cache: bool = False  # teacher predicts each training face once, not every batch
+
+    def __post_init__(self) -> None:
+        # ``bf16`` is kept so older configs and callers still work; ``precision`` is the field.
+        if self.bf16 is not None:
+            object.__setattr__(self, "precision", "bf16" if self.bf16 else "fp32")
+            object.__setattr__(self, "bf16", None)
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,8 @@ class RunConfig:
             (0 <= t.ema < 1, f"ema decay must be in [0, 1), got {t.ema}"),
             (t.threads >= 0, f"threads must be >= 0, got {t.threads}"),
             (t.device in DEVICES, f"device must be one of {DEVICES}, got {t.device!r}"),
+            (t.precision in PRECISIONS,
+             f"precision must be one of {PRECISIONS}, got {t.precision!r}"),
             (0 <= t.distill <= 1, f"distill weight must be in [0, 1], got {t.distill}"),
             (not t.distill or t.teacher, "distill needs a teacher model"),
             (not t.teacher or t.distill > 0, "a teacher needs a distill weight above 0"),

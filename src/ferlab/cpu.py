@@ -4,33 +4,25 @@ evaluation, and a folded bf16 copy of a model for photos."""
 from __future__ import annotations
 
 import copy
-import functools
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
+from . import precision
 
-@functools.cache
+
 def bf16_is_native() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 bf16 or AMX), on Linux.
-
-    Only then is bf16 autocast faster than float32; elsewhere oneDNN emulates it, slower.
-    """
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    """Whether this CPU computes bfloat16 natively; see :func:`ferlab.precision.bf16_is_native`,
+    the one detector every default goes through."""
+    return precision.bf16_is_native()
 
 
 def autocast_bf16(enabled: bool):
     """``torch.autocast`` to bfloat16 on the CPU when ``enabled``, else a no-op context.
 
-    Training validates under bf16 autocast (``TrainConfig.bf16``), so inference under it scores
-    the model as training chose it.
+    Training validates under it when its precision is bf16 (``TrainConfig.precision``).
     """
     return torch.autocast("cpu", dtype=torch.bfloat16) if enabled else nullcontext()
 

@@ -19,7 +19,7 @@ import numpy as np
 from .constants import EMOTIONS
 from .errors import ModelError
 from .io_utils import write_json
-from .model_io import BUNDLED, bundled_model_path
+from .model_io import BUNDLED, bundled_model_path, is_bundled
 from .recognizer import Face, Recognizer, annotate, photo_record, save_png
 
 DEMO_PHOTO = Path(__file__).parent / "assets" / "astronaut.jpg"
@@ -69,24 +69,31 @@ def explanation_figure(rec: Recognizer, faces: list[Face], methods=DEMO_METHODS)
 
 
 def run_demo(out_dir: str | Path = "demo-output", model: str | Path = BUNDLED,
-             photo: str | Path | None = None, methods=DEMO_METHODS) -> DemoResult:
+             photo: str | Path | None = None, methods=DEMO_METHODS,
+             precision: str = "auto", threads: int = 0) -> DemoResult:
     """Run the recognizer on ``photo`` (default: the bundled astronaut) and write everything.
+
+    ``precision`` (``auto``, ``fp32`` or ``bf16``) and ``threads`` are the classifier's; see
+    :class:`~ferlab.recognizer.Recognizer`.
 
     Raises:
         ModelError: the bundled model is not installed (the message says what to do instead).
     """
-    if str(model) == BUNDLED and not bundled_model_path().exists():
-        raise ModelError(f"the bundled model is missing ({bundled_model_path()}); run the demo "
-                         "with a model you trained: ferlab demo --model RUN_DIR (ferlab train "
-                         "makes one)")
+    if is_bundled(model):
+        shipped = bundled_model_path() if str(model) == BUNDLED else bundled_model_path(str(model))
+        if not shipped.exists():
+            raise ModelError(f"the {model} model is missing ({shipped}); run the demo with a "
+                             "model you trained: ferlab demo --model RUN_DIR (ferlab train "
+                             "makes one)")
     from .report import Section, figure, para, render_page, table, write_page
 
     out = Path(out_dir)
     photo_path = Path(photo) if photo else DEMO_PHOTO
-    rec = Recognizer(model)
+    rec = Recognizer(model, precision=precision, threads=threads)
     img, faces = rec.analyze(photo_path)
     annotated = save_png(annotate(img.rgb, faces), out / "annotated.png")
     json_path = write_json(out / "faces.json", {"model": rec.model_name,
+                                                "precision": rec.precision.name,
                                                 "photos": [photo_record(str(photo_path), img,
                                                                         faces)]})
     expl = None

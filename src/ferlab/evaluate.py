@@ -28,7 +28,8 @@ from .constants import EMOTIONS, NUM_CLASSES
 from .data import FaceSet
 from .errors import DataError
 from .io_utils import write_json
-from .predict import predict_faces, tta_mode
+from .precision import resolve_precision
+from .predict import DEFAULT_BATCH, device_of, predict_faces, tta_mode
 
 ECE_BINS = 15  # equal-width confidence bins, the usual choice (Guo et al. 2017)
 
@@ -181,7 +182,8 @@ class Evaluation:
 
 
 def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = False, *,
-                   bf16: bool = False, batch_size: int = 256, progress: bool = True,
+                   bf16: bool | None = None, precision: str = "auto",
+                   batch_size: int = DEFAULT_BATCH, progress: bool = True,
                    model_name: str | None = None, split: str = "") -> Evaluation:
     """Predict ``faces`` with ``model`` and score the predictions.
 
@@ -190,7 +192,9 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
         faces: labelled faces (select a split first with ``data.select_split``).
         tta: test-time augmentation: ``True``/``"flip"`` (mirror) or ``"shift"`` (mirror and
             2-pixel shifts, 10 views); see :func:`ferlab.predict.tta_views`.
-        bf16: predict under bfloat16 autocast (as training validates; faster on bf16 CPUs).
+        precision: ``auto`` (bf16 where the CPU computes it natively, else fp32), ``fp32`` or
+            ``bf16``; recorded in the metrics.
+        bf16: older spelling of ``precision``: True = bf16, False = fp32.
         model_name: stored as ``metrics["model"]`` (default: the model's registry name).
         split: stored as ``metrics["split"]``.
 
@@ -207,12 +211,16 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
     if not faces.has_labels:
         raise DataError(f"{faces.source}: faces have no labels (a test.csv?); evaluation needs "
                         "labelled faces; use 'ferlab predict' for unlabelled ones")
+    if bf16 is not None:
+        precision = "bf16" if bf16 else "fp32"
+    chosen = resolve_precision(precision, device_of(model).type)
     t0 = time.perf_counter()
-    probs = predict_faces(model, faces, tta=tta, bf16=bf16, batch_size=batch_size,
+    probs = predict_faces(model, faces, tta=tta, precision=chosen.name, batch_size=batch_size,
                           progress=progress)
     seconds = time.perf_counter() - t0
     metrics = {"model": model_name or model_description(model), "data": faces.source,
-               "split": split, "tta": tta_mode(tta) or False, "bf16": bf16,
+               "split": split, "tta": tta_mode(tta) or False, "bf16": chosen.bf16,
+               "precision": chosen.name,
                "seconds": round(seconds, 2),
                **compute_metrics(faces.labels, probs)}
     return Evaluation(probs=probs, labels=faces.labels.copy(), metrics=metrics, faces=faces)

@@ -21,10 +21,19 @@ from .models import FERModel, create_model
 FORMAT = "ferlab-model/1"
 MODEL_FILE = "model.safetensors"
 BUNDLED = "bundled"
+BUNDLED_FAST = "bundled-fast"
+# The models that ship inside the package: the accurate one, and a small fast one for video
+# and batch work (docs/model-card.md has what each scores and costs).
+BUNDLED_MODELS = (BUNDLED, BUNDLED_FAST)
 
 
-def bundled_model_path() -> Path:
-    return Path(__file__).parent / "assets" / "bundled.safetensors"
+def bundled_model_path(name: str = BUNDLED) -> Path:
+    return Path(__file__).parent / "assets" / f"{name}.safetensors"
+
+
+def is_bundled(spec: object) -> bool:
+    """Whether ``spec`` names a model shipped inside the package (``bundled``, ...)."""
+    return isinstance(spec, str | Path) and str(spec) in BUNDLED_MODELS
 
 
 def save_model(model: FERModel, path: str | Path, *, half: bool = False, **info) -> Path:
@@ -45,11 +54,11 @@ def save_model(model: FERModel, path: str | Path, *, half: bool = False, **info)
 
 def resolve_model_path(spec: str | Path) -> Path:
     """Path of the model file for ``spec``: a file, a folder holding ``model.safetensors`` (a run
-    folder), or ``bundled``."""
-    if str(spec) == BUNDLED:
-        p = bundled_model_path()
+    folder), ``bundled`` or ``bundled-fast``."""
+    if is_bundled(spec):
+        p = bundled_model_path(str(spec))
         if not p.exists():
-            raise ModelError("the bundled model is not installed with this copy of ferlab")
+            raise ModelError(f"the {spec!r} model is not installed with this copy of ferlab")
         return p
     p = Path(spec)
     if p.is_dir():
@@ -93,7 +102,8 @@ def read_model_meta(path: Path) -> dict:
 
 
 def load_model(spec: str | Path = BUNDLED) -> FERModel:
-    """Load a model (file, run folder, ensemble folder or ``bundled``) in eval mode.
+    """Load a model (file, run folder, ensemble folder, ``bundled`` or ``bundled-fast``) in eval
+    mode.
 
     An ensemble folder (one holding ``ensemble.json``) gives a :class:`ferlab.ensemble.Ensemble`,
     which takes and returns what a single model does.
@@ -102,7 +112,7 @@ def load_model(spec: str | Path = BUNDLED) -> FERModel:
         >>> model = load_model("bundled")  # doctest: +SKIP
         >>> model(torch.rand(1, 1, 48, 48)).softmax(1)  # doctest: +SKIP
     """
-    if str(spec) != BUNDLED and Path(spec).is_dir():
+    if not is_bundled(spec) and Path(spec).is_dir():
         from .ensemble import is_ensemble_dir, load_ensemble  # ensemble imports this module
 
         if is_ensemble_dir(spec):

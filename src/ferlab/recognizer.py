@@ -27,7 +27,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .constants import EMOTIONS, IMAGE_SIZE
-from .cpu import autocast_bf16, bf16_is_native, inference_copy
+from .cpu import autocast_bf16, inference_copy
 from .errors import DataError, FerlabError
 from .faces import (
     DETECT_SIDE,
@@ -39,7 +39,9 @@ from .faces import (
     make_detector,
 )
 from .io_utils import atomic_write, write_json
+from .precision import resolve_precision
 from .predict import average_probs, tta_mode
+from .threads import threads_for, torch_threads
 
 # One colour per class (box, label, bar), chosen to read on photos and for colour-blind viewers
 # (Okabe-Ito palette).
@@ -98,11 +100,16 @@ class Recognizer:
         model: ``"bundled"``, a model file, a run folder, an ensemble folder, or a loaded model.
         tta: test-time augmentation: ``True``/``"flip"`` averages each face with its mirror,
             ``"shift"`` also with 2-pixel shifts (see :func:`ferlab.predict.tta_views`).
-        bf16: classify in bfloat16; None (default) turns it on where the CPU computes bf16
-            natively (:func:`ferlab.cpu.bf16_is_native`), where it is faster
+        precision: ``auto`` (default: bf16 where the CPU computes it natively, where it is
+            faster; else fp32), ``fp32`` or ``bf16`` (:mod:`ferlab.precision`).
+        bf16: older spelling of ``precision`` (True = bf16, False = fp32); None: use
+            ``precision``. Faster where it is native
             (``benchmarks/bench_faces.py`` against ``--fp32``). A model the Recognizer loads
             runs as a folded bf16 copy (:func:`ferlab.cpu.inference_copy`), a model passed in
             under autocast; explanations always use the float32 model.
+        threads: torch threads the classifier runs on; 0 (default): one, which holds up when
+            another process takes a core (:mod:`ferlab.threads`); the caller's setting is put
+            back after each call.
         detector: ``"auto"`` (default: MediaPipe's BlazeFace network, then OpenCV's Haar
             cascade on photos where BlazeFace finds no face), ``"blazeface"`` or ``"haar"``; see
             :mod:`ferlab.faces` for what each finds and costs.
@@ -122,14 +129,19 @@ class Recognizer:
     """
 
     def __init__(self, model: str | Path | torch.nn.Module = "bundled", *,
-                 tta: bool | str = False, bf16: bool | None = None,
+                 tta: bool | str = False, bf16: bool | None = None, precision: str = "auto",
+                 threads: int = 0,
                  detector: str | None = None, profile: bool = False,
                  max_side: int | None = DETECT_SIDE, min_neighbors: int = 5,
                  min_face: float | None = None) -> None:
         owned = not isinstance(model, torch.nn.Module)
         self.model = _load(model)
         self.tta = tta_mode(tta)
-        self.bf16 = bf16_is_native() if bf16 is None else bool(bf16)
+        if bf16 is not None:
+            precision = "bf16" if bf16 else "fp32"
+        self.precision = resolve_precision(precision)
+        self.bf16 = self.precision.bf16
+        self.threads = threads_for("small", threads)
         # A model we loaded ourselves is classified by a folded (bf16) copy, faster than autocast
         # at one face a call; a model passed in may change after this, so it runs as it is.
         self._fast = inference_copy(self.model, self.bf16) if owned else None
@@ -148,16 +160,17 @@ class Recognizer:
         if len(crops) == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
         x = torch.from_numpy(np.ascontiguousarray(crops)).unsqueeze(1).float().div_(255.0)
-        if self._fast is not None:
-            x = x.to(next(self._fast.parameters()).dtype)
-            return average_probs(self._fast, x, self.tta, torch.channels_last).numpy()
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with autocast_bf16(self.bf16):
-                p = average_probs(self.model, x, self.tta, torch.channels_last)
-        finally:
-            self.model.train(was_training)
+        with torch_threads(self.threads):
+            if self._fast is not None:
+                x = x.to(next(self._fast.parameters()).dtype)
+                return average_probs(self._fast, x, self.tta, torch.channels_last).numpy()
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                with autocast_bf16(self.bf16):
+                    p = average_probs(self.model, x, self.tta, torch.channels_last)
+            finally:
+                self.model.train(was_training)
         return p.numpy()
 
     def find_faces(self, photo: Photo) -> list[Box]:
@@ -327,14 +340,15 @@ def _annotated_path(out: Path, photo: Path, many: bool) -> Path:
 
 def predict_photos(model: str, image: str, out: str | None = None, json_path: str | None = None,
                    tta: bool | str = False, detector: str | None = None,
-                   min_face: float | None = None) -> int:
+                   min_face: float | None = None, precision: str = "auto",
+                   threads: int = 0) -> int:
     """``ferlab predict --image``: every face of a photo (or every photo in a folder).
 
     Prints one line per face (box, label, probabilities) and says so when a photo has no face.
     ``out`` is the annotated image for one photo, or a folder for a folder of photos (one
-    ``NAME.annotated.png`` each). ``json_path`` gets ``{"model", "photos": [{"photo", "width",
-    "height", "faces": [{"box", "detector", "label", "probabilities"}]}]}``. In a folder, a file
-    that cannot be decoded is reported and skipped.
+    ``NAME.annotated.png`` each). ``json_path`` gets ``{"model", "precision", "photos":
+    [{"photo", "width", "height", "faces": [{"box", "detector", "label", "probabilities"}]}]}``.
+    In a folder, a file that cannot be decoded is reported and skipped.
 
     Returns:
         0 when at least one face was found, 1 when no photo had a face.
@@ -347,7 +361,8 @@ def predict_photos(model: str, image: str, out: str | None = None, json_path: st
     """
     photos = list_photos(image)
     many = Path(image).is_dir()
-    rec = Recognizer(model, tta=tta, detector=detector, min_face=min_face)
+    rec = Recognizer(model, tta=tta, detector=detector, min_face=min_face, precision=precision,
+                     threads=threads)
     records, n_faces, skipped = [], 0, 0
     out_p = Path(out) if out else None
     if out_p is not None and many and out_p.suffix.lower() in (".png", ".jpg", ".jpeg"):
@@ -380,7 +395,8 @@ def predict_photos(model: str, image: str, out: str | None = None, json_path: st
     if out_p is not None and many:
         print(f"wrote {len(records)} annotated photos to {out_p}")
     if json_path:
-        write_json(json_path, {"model": rec.model_name, "photos": records})
+        write_json(json_path, {"model": rec.model_name, "precision": rec.precision.name,
+                               "photos": records})
         print(f"wrote {json_path}")
     if many:
         print(f"{len(records)} photos, {n_faces} faces" + (f", {skipped} skipped" if skipped

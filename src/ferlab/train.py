@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import math
 import signal
@@ -41,6 +42,7 @@ from .errors import ConfigError, DataError, FerlabError, ModelError
 from .io_utils import atomic_write, read_json, write_json, write_text
 from .model_io import MODEL_FILE, load_checkpoint, save_model
 from .models import FERModel, count_params, create_model
+from .precision import Precision, resolve_precision
 
 HISTORY_COLUMNS = ["epoch", "seconds", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
                    "wrong_confidence"]
@@ -376,10 +378,18 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                              "--resume to continue")
     cfg.validate()
     t = cfg.train
+    cfg_requested_precision = t.precision
     if t.threads:
         torch.set_num_threads(t.threads)
 
     device = resolve_device(t.device)  # before reading data: a missing GPU fails at once
+    # Resolved once and stored resolved, so a resumed run keeps the precision it started with.
+    precision = (Precision(t.precision, "kept from the run's start")
+                 if resume and t.precision != "auto" else resolve_precision(t.precision,
+                                                                             device.type))
+    if precision.name != t.precision:
+        t = dataclasses.replace(t, precision=precision.name)
+        cfg = dataclasses.replace(cfg, train=t)
     train_set, val_set = data if data is not None else prepare_data(cfg)
     x_train = torch.from_numpy(train_set.images).unsqueeze(1)  # uint8, converted per batch
     y_train = torch.from_numpy(train_set.labels)
@@ -397,7 +407,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
     teacher_cache = None
     if teacher is not None and t.teacher_cache:
         t_start = time.perf_counter()
-        teacher_cache = cached_teacher_logits(teacher, x_train, t.bf16, t.channels_last,
+        teacher_cache = cached_teacher_logits(teacher, x_train, precision.bf16, t.channels_last,
                                               t.eval_batch_size)
         log(f"teacher {t.teacher} predicted {len(teacher_cache):,} faces and their mirrors in "
             f"{time.perf_counter() - t_start:.0f} s")
@@ -437,13 +447,16 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
             "config": cfg.to_dict(), "git_commit": git_commit(), "ferlab_version": __version__,
             "torch_version": torch.__version__, "train_faces": n_train,
             "val_faces": len(y_val), "params": params, "bn_statistics": bn_stats,
+            "precision": {"requested": cfg_requested_precision, "chosen": precision.name,
+                          "reason": precision.reason},
         })
         log(f"{cfg.model.name}: {params:,} parameters; {n_train:,} training / {len(y_val):,} "
             f"validation faces; {t.epochs} epochs of {steps_per_epoch} steps")
+    log(f"precision {precision.name} ({precision.reason})")
     if device.type != "cpu":
         log(f"training on {device} ({torch.cuda.get_device_name(device)})")
 
-    autocast = ((lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if t.bf16
+    autocast = ((lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision.bf16
                 else nullcontext)
     soft_targets = cfg.augment.mixup > 0
     eval_model = ema.module if ema is not None else model
@@ -503,7 +516,8 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                                     img_s=f"{rate:.0f}", refresh=False)
                 bar.close()
                 val = evaluate_probs(
-                    predict_probs(eval_model, x_val, t.eval_batch_size, t.bf16, t.channels_last),
+                    predict_probs(eval_model, x_val, t.eval_batch_size, precision.bf16,
+                                  t.channels_last),
                     y_val)
                 seconds = time.perf_counter() - t0
                 row = {"epoch": epoch + 1, "seconds": round(seconds, 2),
