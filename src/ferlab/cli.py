@@ -654,24 +654,27 @@ def add_serve(sub) -> None:
 
 def cmd_serve(args) -> int:
     # The web stack is imported here, not at the top: `ferlab --help` must stay fast.
-    from .serve import ServeLimits, create_app, is_loopback, serve
+    from .serve import ServeLimits, create_app, is_loopback, listen, serve
 
     limits = ServeLimits(max_upload_bytes=max(1, int(args.max_upload_mb * 1024 * 1024)),
                          max_pixels=max(1, int(args.max_megapixels * 1e6)),
                          timeout_s=args.timeout, max_concurrent=args.max_concurrent)
-    app = create_app(args.model, limits, detector=args.detector, min_face=args.min_face)
-    info = app.state.info
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"ferlab serve: model {info['model']} ({info['architecture']}), precision "
-          f"{info['precision']}, {info['limits']['workers']} workers; open "
-          f"http://{host}:{args.port}/  (Ctrl-C stops)", flush=True)
-    if not is_loopback(args.host):
-        print(f"ferlab serve: warning: listening on {args.host}, so other machines can reach "
-              "this page and upload photos to it", file=sys.stderr, flush=True)
+    sock = listen(args.host, args.port)
     try:
-        serve(app, args.host, args.port)
+        app = create_app(args.model, limits, detector=args.detector, min_face=args.min_face)
+        info = app.state.info
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"ferlab serve: model {info['model']} ({info['architecture']}), precision "
+              f"{info['precision']}, {info['limits']['workers']} workers; open "
+              f"http://{host}:{args.port}/  (Ctrl-C stops)", flush=True)
+        if not is_loopback(args.host):
+            print(f"ferlab serve: warning: listening on {args.host}, so other machines can "
+                  "reach this page and upload photos to it", file=sys.stderr, flush=True)
+        serve(app, sock)
     except KeyboardInterrupt:  # Ctrl-C / SIGTERM is how a server is stopped: not an error
         print("ferlab serve: stopped")
+    finally:
+        sock.close()
     return 0
 
 

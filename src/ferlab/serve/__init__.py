@@ -9,7 +9,7 @@ Example:
 
 from .app import METHODS, create_app, model_info, upload_name
 from .limits import ServeLimits, check_photo
-from .server import is_loopback, serve, serving
+from .server import is_loopback, listen, serve, serving
 
-__all__ = ["METHODS", "ServeLimits", "check_photo", "create_app", "is_loopback", "model_info",
-           "serve", "serving", "upload_name"]
+__all__ = ["METHODS", "ServeLimits", "check_photo", "create_app", "is_loopback", "listen",
+           "model_info", "serve", "serving", "upload_name"]

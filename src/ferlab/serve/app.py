@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import time
-from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
@@ -154,12 +153,7 @@ def create_app(model: Any = "bundled", limits: ServeLimits | None = None, *,
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size,
                                          limits.max_upload_bytes + 1)
 
-    @asynccontextmanager
-    async def lifespan(_app):
-        yield
-        pool.close()
-
-    app = FastAPI(title="ferlab serve", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="ferlab serve", version=__version__,
                   docs_url=None, redoc_url=None,  # their pages load scripts from a CDN
                   description="Faces and their emotions in a photo, and why: the API of "
                               "`ferlab serve`. Errors are `{\"error\": \"...\"}`.")

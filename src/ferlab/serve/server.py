@@ -34,8 +34,9 @@ def _config(app, **kw) -> uvicorn.Config:
                           server_header=False, lifespan="on", **kw)
 
 
-def serve(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Serve ``app`` until Ctrl-C / SIGTERM.
+def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
+    """A socket bound to ``host:port``, for :func:`serve`. Bound before the models load, so that
+    a port in use is one line from ferlab at once rather than uvicorn's exit seconds later.
 
     Raises:
         ConfigError: the port is out of range or cannot be bound.
@@ -50,7 +51,11 @@ def serve(app, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info
     except OSError as e:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    # Bound here, so that a taken port is one line from ferlab rather than uvicorn's exit.
+    return sock
+
+
+def serve(app, sock: socket.socket, log_level: str = "info") -> None:
+    """Serve ``app`` on ``sock`` (from :func:`listen`) until Ctrl-C / SIGTERM."""
     try:
         uvicorn.Server(_config(app, log_level=log_level)).run(sockets=[sock])
     finally:
