@@ -191,9 +191,9 @@ def test_explain_each_method(client, method):
     heat = np.asarray(ans["heatmap"])
     assert heat.shape == (48, 48) and heat.min() >= 0 and heat.max() == pytest.approx(1.0)
     assert heat.std() > 0.01  # a map, not a constant
-    head, png = ans["overlay"].split(",", 1)
-    assert head == "data:image/png;base64"
-    assert Image.open(io.BytesIO(base64.b64decode(png))).size == (192, 192)
+    head, jpeg = ans["overlay"].split(",", 1)
+    assert head == "data:image/jpeg;base64"
+    assert Image.open(io.BytesIO(base64.b64decode(jpeg))).size == (192, 192)
     assert 0 < ans["seconds"] < 30
 
 

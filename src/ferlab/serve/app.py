@@ -9,7 +9,7 @@ Routes (``/openapi.json`` documents those under ``/api``):
 * ``POST /api/analyze``: a photo in (multipart field ``file``), its faces out, in the shape of
   ``ferlab predict --image PHOTO --json``.
 * ``POST /api/explain?face=I&method=M``: the same photo and one face's explanation (saliency,
-  gradcam or lime) as a 48x48 map and a PNG overlay. The server keeps nothing between requests,
+  gradcam or lime) as a 48x48 map and an overlay image. The server keeps nothing between requests,
   so the page sends the photo again: it is re-analysed (tens of milliseconds) and nothing
   uploaded is stored, on disk or in memory.
 * ``GET /api/model``: which model, which precision, which limits. ``GET /api/health``.
@@ -46,7 +46,7 @@ from ..faces import load_photo
 from ..recognizer import COLORS, Recognizer, photo_record
 from . import schemas
 from .limits import Gate, LimitsMiddleware, ServeLimits, UploadRefused, check_photo
-from .overlay import data_url, normalized_magnitude, overlay_png
+from .overlay import data_url, normalized_magnitude, overlay_jpeg
 from .workers import JobTimeout, RecognizerPool
 
 log = logging.getLogger("ferlab.serve")
@@ -228,7 +228,7 @@ def create_app(model: Any = "bundled", limits: ServeLimits | None = None, *,
             method: Annotated[Method, Query(description="saliency, gradcam or lime")] = "gradcam",
     ) -> Any:
         """Where the model looks for the face's predicted emotion: a 48x48 map (magnitude,
-        scaled to 0..1) and a PNG of it over the face."""
+        scaled to 0..1) and a JPEG of it over the face."""
         data, name = await file.read(), upload_name(file.filename)
 
         def job(rec: Recognizer) -> dict:
@@ -242,7 +242,7 @@ def create_app(model: Any = "bundled", limits: ServeLimits | None = None, *,
             seconds = time.perf_counter() - start
             return {"method": method, "face": face, "label": f.label, "target": f.label,
                     "size": IMAGE_SIZE, "heatmap": np.round(heat, 3).tolist(),
-                    "overlay": data_url(overlay_png(f.crop, heat)),
+                    "overlay": data_url(overlay_jpeg(f.crop, heat)),
                     "seconds": round(seconds, 4)}
 
         return await _run(job)

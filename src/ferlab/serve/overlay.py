@@ -1,8 +1,13 @@
-"""An attribution map drawn over the 48x48 face it explains, as a PNG data URL for the page."""
+"""An attribution map drawn over the 48x48 face it explains, as an image data URL for the page.
+
+JPEG rather than PNG: it encodes a colour overlay many times faster, and the map is smooth, so
+JPEG's losses do not show.
+"""
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
 
 import numpy as np
@@ -27,21 +32,28 @@ def normalized_magnitude(heat: np.ndarray) -> np.ndarray:
     return a / top if top > 0 else a
 
 
-def overlay_png(face: np.ndarray, heat01: np.ndarray, side: int = OVERLAY_SIDE) -> bytes:
-    """PNG of the grey ``face`` (uint8 ``[48, 48]``) under the jet colour map of ``heat01``."""
-    from matplotlib import colormaps  # the colour map `ferlab demo` and the report use
+@functools.cache
+def _jet() -> np.ndarray:
+    """The jet colour map (what `ferlab demo` and the report draw) as a 256-entry RGB table:
+    looked up once, since matplotlib builds a colour map object on every access."""
+    from matplotlib import colormaps
 
+    return (colormaps["jet"](np.linspace(0.0, 1.0, 256))[:, :3] * 255.0).astype(np.float32)
+
+
+def overlay_jpeg(face: np.ndarray, heat01: np.ndarray, side: int = OVERLAY_SIDE) -> bytes:
+    """JPEG of the grey ``face`` (uint8 ``[48, 48]``) under the jet colour map of ``heat01``."""
     grey = Image.fromarray(np.asarray(face, dtype=np.uint8)).resize((side, side),
                                                                      Image.Resampling.BILINEAR)
     heat = Image.fromarray(np.asarray(heat01, dtype=np.float32), mode="F").resize(
         (side, side), Image.Resampling.BILINEAR)
-    rgb_heat = colormaps["jet"](np.clip(np.asarray(heat), 0, 1))[..., :3] * 255.0
+    index = np.clip(np.asarray(heat) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     rgb_face = np.repeat(np.asarray(grey, dtype=np.float32)[..., None], 3, axis=2)
-    mixed = (1 - HEAT_ALPHA) * rgb_face + HEAT_ALPHA * rgb_heat
+    mixed = (1 - HEAT_ALPHA) * rgb_face + HEAT_ALPHA * _jet()[index]
     buf = io.BytesIO()
-    Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8)).save(buf, "PNG")
+    Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8)).save(buf, "JPEG", quality=92)
     return buf.getvalue()
 
 
-def data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def data_url(jpeg: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")

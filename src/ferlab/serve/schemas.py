@@ -43,7 +43,7 @@ class ExplainOut(BaseModel):
     target: str = Field(description="the emotion explained (the predicted one)")
     size: int = Field(description="side of the map, the 48x48 face the model saw")
     heatmap: list[list[float]] = Field(description="|map| scaled to 0..1, rows of the face")
-    overlay: str = Field(description="PNG data URL: the map over the face")
+    overlay: str = Field(description="JPEG data URL: the map over the face, 192 px")
     seconds: float = Field(description="time the explanation took on the server")
 
 
