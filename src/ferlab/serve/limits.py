@@ -15,7 +15,6 @@ import asyncio
 import io
 import json
 import threading
-import warnings
 from dataclasses import asdict, dataclass
 
 from PIL import Image
@@ -108,12 +107,12 @@ def check_photo(data: bytes, max_pixels: int) -> tuple[str, int, int]:
     if not data:
         raise UploadRefused(422, "file: the upload is empty")
     try:
-        with warnings.catch_warnings():
-            # The pixel limit below is ours; Pillow's own warning would only repeat it.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
-                fmt, (w, h) = img.format, img.size
-    except Image.DecompressionBombError:
+        # No warnings.catch_warnings here: it changes process-wide state, and jobs run on
+        # several threads. Pillow's bomb warning, raised as an error where another thread's
+        # ferlab.images.open_image has made it one, means the same as its bomb error.
+        with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
+            fmt, (w, h) = img.format, img.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UploadRefused(413, f"file: the photo has more than the {max_pixels:,} pixels "
                                  "this server accepts") from None
     except Exception:  # noqa: BLE001  (whatever the header parser trips on, the answer is 415)
