@@ -666,9 +666,64 @@ def cmd_explain(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# ferlab serve
+
+
+def add_serve(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="a local web page: drop a photo, see each face's emotion and why",
+        description="Serve a web page (and its JSON API, documented at /openapi.json) where a "
+                    "photo can be dropped, picked or taken with the webcam; it shows each "
+                    "face's box, label and probabilities, and saliency, Grad-CAM and LIME maps "
+                    "on demand. Everything is served by ferlab (works offline); nothing "
+                    "uploaded is kept. Listens on 127.0.0.1 only unless --host says otherwise.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="bundled",
+                   help="run folder, model file, ensemble folder or 'bundled'")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; 0.0.0.0 opens the page to the network")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    _add_detector(p)
+    g = p.add_argument_group("limits")
+    g.add_argument("--max-upload-mb", type=float, default=12.0,
+                   help="largest upload, megabytes")
+    g.add_argument("--max-megapixels", type=float, default=25.0,
+                   help="largest photo, millions of pixels (checked before decoding)")
+    g.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    g.add_argument("--max-concurrent", type=_positive_int, default=4,
+                   help="photo and explanation requests at once; more get 503")
+
+
+def cmd_serve(args) -> int:
+    # The web stack is imported here, not at the top: `ferlab --help` must stay fast.
+    from .serve import ServeLimits, create_app, is_loopback, listen, serve
+
+    limits = ServeLimits(max_upload_bytes=max(1, int(args.max_upload_mb * 1024 * 1024)),
+                         max_pixels=max(1, int(args.max_megapixels * 1e6)),
+                         timeout_s=args.timeout, max_concurrent=args.max_concurrent)
+    sock = listen(args.host, args.port)
+    try:
+        app = create_app(args.model, limits, detector=args.detector, min_face=args.min_face)
+        info = app.state.info
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        print(f"ferlab serve: model {info['model']} ({info['architecture']}), precision "
+              f"{info['precision']}, {info['limits']['workers']} workers; open "
+              f"http://{host}:{args.port}/  (Ctrl-C stops)", flush=True)
+        if not is_loopback(args.host):
+            print(f"ferlab serve: warning: listening on {args.host}, so other machines can "
+                  "reach this page and upload photos to it", file=sys.stderr, flush=True)
+        serve(app, sock)
+    except KeyboardInterrupt:  # Ctrl-C / SIGTERM is how a server is stopped: not an error
+        print("ferlab serve: stopped")
+    finally:
+        sock.close()
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 
 COMMANDS = ["data", "models", "train", "demo", "evaluate", "curves", "compare", "ensemble",
-            "predict", "report", "video", "explain"]
+            "predict", "report", "video", "explain", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:
