@@ -29,6 +29,7 @@ from .data import FaceSet
 from .errors import DataError
 from .io_utils import write_json
 from .predict import predict_faces, tta_mode
+from .runtime_choice import resolve_runtime
 
 ECE_BINS = 15  # equal-width confidence bins, the usual choice (Guo et al. 2017)
 
@@ -182,7 +183,8 @@ class Evaluation:
 
 def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = False, *,
                    bf16: bool = False, batch_size: int = 256, progress: bool = True,
-                   model_name: str | None = None, split: str = "") -> Evaluation:
+                   model_name: str | None = None, split: str = "",
+                   runtime: str | None = None) -> Evaluation:
     """Predict ``faces`` with ``model`` and score the predictions.
 
     Args:
@@ -193,6 +195,9 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
         bf16: predict under bfloat16 autocast (as training validates; faster on bf16 CPUs).
         model_name: stored as ``metrics["model"]`` (default: the model's registry name).
         split: stored as ``metrics["split"]``.
+        runtime: ``torch``, ``onnx`` or ``auto``, as in :func:`ferlab.predict.predict_faces`
+            (``model`` may be an :class:`~ferlab.onnx_runtime.OnnxClassifier`); the one used is
+            stored as ``metrics["runtime"]``.
 
     Raises:
         DataError: the faces are not all labelled (a test.csv) or there are none.
@@ -207,12 +212,14 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
     if not faces.has_labels:
         raise DataError(f"{faces.source}: faces have no labels (a test.csv?); evaluation needs "
                         "labelled faces; use 'ferlab predict' for unlabelled ones")
+    runtime = resolve_runtime(runtime, batch_size, model)
     t0 = time.perf_counter()
     probs = predict_faces(model, faces, tta=tta, bf16=bf16, batch_size=batch_size,
-                          progress=progress)
+                          progress=progress, runtime=runtime)
     seconds = time.perf_counter() - t0
     metrics = {"model": model_name or model_description(model), "data": faces.source,
-               "split": split, "tta": tta_mode(tta) or False, "bf16": bf16,
+               "split": split, "tta": tta_mode(tta) or False,
+               "bf16": bf16 and runtime == "torch", "runtime": runtime,
                "seconds": round(seconds, 2),
                **compute_metrics(faces.labels, probs)}
     return Evaluation(probs=probs, labels=faces.labels.copy(), metrics=metrics, faces=faces)

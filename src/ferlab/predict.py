@@ -27,6 +27,7 @@ from .cpu import autocast_bf16
 from .data import FaceSet, load_faces
 from .errors import ConfigError
 from .io_utils import write_text
+from .runtime_choice import resolve_runtime
 
 FORMATS = ("auto", "submission", "probs")
 TTA_MODES = ("flip", "shift")
@@ -85,7 +86,8 @@ def average_probs(model: torch.nn.Module, x: torch.Tensor, tta: bool | str | Non
 @torch.no_grad()
 def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *,
                   tta: bool | str = False, bf16: bool = False,
-                  batch_size: int = 256, progress: bool = True) -> np.ndarray:
+                  batch_size: int = 256, progress: bool = True,
+                  runtime: str | None = None) -> np.ndarray:
     """Softmax probabilities ``float32 [N, 7]`` of ``model`` for every face.
 
     Args:
@@ -97,6 +99,10 @@ def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *,
             :func:`ferlab.cpu.bf16_is_native`).
         batch_size: faces per forward pass.
         progress: show a progress bar (hidden anyway when not on a terminal).
+        runtime: ``torch``, ``onnx`` (the model exported to ONNX Runtime in memory, float32;
+            ``bf16`` does not apply) or ``auto`` (:func:`ferlab.runtime_choice.resolve_runtime`);
+            None: the model's own (an :class:`~ferlab.onnx_runtime.OnnxClassifier` runs in
+            ONNX Runtime, anything else in torch).
 
     The model's train/eval mode is restored afterwards.
 
@@ -108,6 +114,10 @@ def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *,
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     tta = tta_mode(tta)
     images = faces.images if isinstance(faces, FaceSet) else np.asarray(faces)
+    if resolve_runtime(runtime, batch_size, model) == "onnx":
+        from .onnx_runtime import as_onnx
+
+        return as_onnx(model).predict(images, tta=tta, batch_size=batch_size, progress=progress)
     images_t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
     out = np.zeros((len(images_t), NUM_CLASSES), dtype=np.float32)
     was_training = model.training
@@ -188,7 +198,7 @@ class Prediction:
 def predict_file(model: torch.nn.Module | str | Path, input_path: str | Path,
                  out_path: str | Path, *, tta: bool | str = False, fmt: str = "auto",
                  batch_size: int = 256, progress: bool = True,
-                 skip_bad_rows: bool = False) -> Prediction:
+                 skip_bad_rows: bool = False, runtime: str | None = None) -> Prediction:
     """Predict every face of a data file or folder and write a CSV.
 
     Args:
@@ -198,6 +208,8 @@ def predict_file(model: torch.nn.Module | str | Path, input_path: str | Path,
         tta: test-time augmentation, as in :func:`predict_faces`.
         fmt: ``submission`` (``id,label``), ``probs`` (probabilities per face), or ``auto``:
             submission for a course test.csv, probabilities otherwise.
+        runtime: as in :func:`predict_faces`; ``model`` may also be an ``.onnx`` file from
+            ``ferlab export``.
 
     Example:
         >>> predict_file("runs/cnn", "test.csv", "submission.csv")  # doctest: +SKIP
@@ -205,11 +217,12 @@ def predict_file(model: torch.nn.Module | str | Path, input_path: str | Path,
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {FORMATS}, got {fmt!r}")
     if not isinstance(model, torch.nn.Module):
-        from .model_io import load_model
+        from .onnx_runtime import load_classifier
 
-        model = load_model(model)
+        model = load_classifier(model)
     faces = load_faces(input_path, skip_bad_rows=skip_bad_rows)
-    probs = predict_faces(model, faces, tta=tta, batch_size=batch_size, progress=progress)
+    probs = predict_faces(model, faces, tta=tta, batch_size=batch_size, progress=progress,
+                          runtime=runtime)
     if fmt == "auto":
         fmt = "submission" if is_submission_input(faces) else "probs"
     text = submission_text(faces.ids, probs) if fmt == "submission" else probabilities_text(

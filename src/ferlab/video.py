@@ -79,7 +79,8 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
                   model: str | Path | Recognizer = "bundled", every: int = 1,
                   annotated_video: bool = False, max_frames: int | None = None,
                   tta: bool = False, detector: str | None = None,
-                  min_face: float | None = None, progress: bool = True) -> VideoResult:
+                  min_face: float | None = None, progress: bool = True,
+                  runtime: str | None = "auto") -> VideoResult:
     """Emotions of the faces in every ``every``-th frame of a video file or a camera.
 
     Args:
@@ -96,6 +97,8 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
             BlazeFace pass per frame (faces under 10 % of the frame are missed; a webcam's
             user is larger).
         progress: show a progress bar (hidden when not on a terminal).
+        runtime: who classifies: ``torch``, ``onnx`` or ``auto`` (see
+            :class:`~ferlab.recognizer.Recognizer`).
 
     Raises:
         DataError: the video or camera cannot be opened.
@@ -110,7 +113,8 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
     source = int(source) if isinstance(source, int) else str(source)
     cap, label = _open(source)
     rec = (model if isinstance(model, Recognizer)
-           else Recognizer(model, tta=tta, detector=detector, min_face=min_face))
+           else Recognizer(model, tta=tta, detector=detector, min_face=min_face,
+                           runtime=runtime))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     is_camera = isinstance(source, int)
