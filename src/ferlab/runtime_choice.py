@@ -49,7 +49,8 @@ def resolve_runtime(runtime: str | None, batch_size: int, model=None) -> str:
     """The runtime to use, ``"torch"`` or ``"onnx"``, for ``runtime`` and this batch size.
 
     Args:
-        runtime: ``torch``, ``onnx`` or ``auto`` (None means ``auto``).
+        runtime: ``torch``, ``onnx`` or ``auto``; None: the model's own (ONNX Runtime for an
+            ONNX graph, else torch), what library calls that take a model do by default.
         batch_size: faces per call (1 for photos and video).
         model: the model spec or object, when known: an ``.onnx`` file or an
             :class:`ferlab.onnx_runtime.OnnxClassifier` runs only in ONNX Runtime.
@@ -61,14 +62,15 @@ def resolve_runtime(runtime: str | None, batch_size: int, model=None) -> str:
         >>> resolve_runtime("onnx", 1)
         'onnx'
     """
-    runtime = runtime or DEFAULT_RUNTIME
-    if runtime not in RUNTIMES:
+    if runtime is not None and runtime not in RUNTIMES:
         raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if _is_onnx(model):
         if runtime == "torch":
             raise ConfigError(f"{model if isinstance(model, str | Path) else 'the model'} is an "
                               "ONNX graph: it runs with --runtime onnx (or auto), not torch")
         return "onnx"
+    if runtime is None:
+        return "torch"
     if runtime == "auto":
         return CHOICES[cpu_kind(), batch_kind(batch_size)]
     return runtime
