@@ -86,7 +86,7 @@ def test_onnx_without_ferlab_metadata_is_refused(graph, tmp_path):
     with pytest.raises(ModelError, match="no ferlab metadata"):
         OnnxClassifier(path)
     (tmp_path / "junk.onnx").write_bytes(b"not a graph")
-    with pytest.raises(ModelError, match="not a readable ONNX file"):
+    with pytest.raises(ModelError, match="cannot load it"):
         OnnxClassifier(tmp_path / "junk.onnx")
 
 
@@ -169,11 +169,15 @@ def test_evaluate_records_the_runtime(eval_run, fer_csv, tmp_path, capsys):
 def test_auto_takes_the_table_entry_for_the_cpu_kind(native, monkeypatch):
     monkeypatch.setattr(runtime_choice, "bf16_is_native", lambda: native)
     kind = "bf16-native" if native else "no-bf16"
-    table = {(k, b): "torch" for k in ("bf16-native", "no-bf16") for b in ("one", "many")}
-    table[kind, "one"] = "onnx"
+    table = dict.fromkeys(runtime_choice.CHOICES, "torch")
+    table[kind, "one", "float32"] = "onnx"
+    table[kind, "many", "int8"] = "onnx"
     monkeypatch.setattr(runtime_choice, "CHOICES", table)
     assert runtime_choice.resolve_runtime("auto", 1) == "onnx"
     assert runtime_choice.resolve_runtime("auto", 256) == "torch"
+    monkeypatch.setattr(runtime_choice, "onnx_precision", lambda model: "int8")
+    assert runtime_choice.resolve_runtime("auto", 256) == "onnx"
+    assert runtime_choice.resolve_runtime("auto", 1) == "torch"
     assert runtime_choice.resolve_runtime("torch", 1) == "torch"
     assert runtime_choice.resolve_runtime(None, 1) == "torch"  # library default: the model's
 
@@ -181,8 +185,9 @@ def test_auto_takes_the_table_entry_for_the_cpu_kind(native, monkeypatch):
 def test_the_table_covers_every_kind():
     for kind in ("bf16-native", "no-bf16"):
         for batch in (1, 64):
-            assert runtime_choice.CHOICES[kind, runtime_choice.batch_kind(batch)] in (
-                "torch", "onnx")
+            for prec in ("float32", "int8"):
+                assert runtime_choice.CHOICES[kind, runtime_choice.batch_kind(batch), prec] in (
+                    "torch", "onnx")
     with pytest.raises(ConfigError, match="runtime must be one of"):
         runtime_choice.resolve_runtime("tensorrt", 1)
 
@@ -217,3 +222,27 @@ def test_predict_faces_accepts_an_onnx_classifier(trained, graph, faces):
     got = predict_faces(clf, faces.images[:50], tta="shift", progress=False)
     ref = predict_faces(trained, faces.images[:50], tta="shift", progress=False)
     np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+def test_the_shipped_int8_graph_is_the_bundled_models_and_passed_the_gate():
+    from ferlab.model_io import bundled_model_path
+    from ferlab.onnx_runtime import bundled_int8_path, file_sha256, load_classifier, shipped_graph
+
+    meta = read_onnx_meta(bundled_int8_path())
+    # Fails when the bundled model is retrained without re-exporting its int8 graph.
+    assert meta["source_sha256"] == file_sha256(bundled_model_path())
+    assert meta["precision"] == "int8" and meta["accuracy"]["faces"] == 3589
+    assert 100 * (meta["accuracy"]["float32"] - meta["accuracy"]["int8"]) <= 0.3
+    bundled = load_classifier("bundled")
+    assert shipped_graph(bundled) == bundled_int8_path()
+    assert runtime_choice.onnx_precision(bundled) == "int8"
+    # the same weights passed in as a plain module are not known to be the bundled file's
+    assert shipped_graph(load_model("bundled")) is None
+
+
+def test_bundled_runtime_onnx_runs_the_int8_graph(faces):
+    rec = Recognizer("bundled", detector="haar", runtime="onnx")
+    assert rec._onnx.precision == "int8"
+    ref = Recognizer("bundled", detector="haar", runtime="torch", bf16=False)
+    crops = faces.images[:8]
+    assert np.abs(rec.classify(crops) - ref.classify(crops)).max() < 0.2

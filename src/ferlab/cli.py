@@ -345,8 +345,9 @@ def _add_runtime(p) -> None:
     from .runtime_choice import DEFAULT_RUNTIME, RUNTIMES
 
     p.add_argument("--runtime", choices=RUNTIMES, default=DEFAULT_RUNTIME,
-                   help="who runs the classifier: torch, onnx (ONNX Runtime, float32, the model "
-                        "exported at start) or auto (default: what benchmarks/bench_runtime.py "
+                   help="who runs the classifier: torch, onnx (ONNX Runtime: the bundled "
+                        "model's int8 graph, any other model exported at start in float32) or "
+                        "auto (default: what benchmarks/bench_runtime.py "
                         "measured faster on this kind of CPU for this batch size, see "
                         "ferlab.runtime_choice); a .onnx --model runs in ONNX Runtime")
 

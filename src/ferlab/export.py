@@ -137,7 +137,12 @@ def read_onnx_meta(data: bytes | str | Path) -> dict:
                  else onnx.load(str(data), load_external_data=False))
     except Exception as e:  # onnx raises DecodeError and others for files that are not graphs
         raise ModelError(f"{where}: not a readable ONNX file ({e})".splitlines()[0]) from e
-    props = {p.key: p.value for p in proto.metadata_props}
+    return check_onnx_meta({p.key: p.value for p in proto.metadata_props}, where)
+
+
+def check_onnx_meta(props: dict[str, str], where: str) -> dict:
+    """The ferlab metadata in a graph's metadata entries ``props``, checked (see
+    :func:`read_onnx_meta`)."""
     if "ferlab" not in props:
         raise ModelError(f"{where}: ONNX file has no ferlab metadata; export it with "
                          "'ferlab export'")
@@ -365,6 +370,18 @@ def export_model(spec: str | Path, out: str | Path, *, int8: bool = False,
         # The file says what it scored, so whoever runs it knows what int8 cost.
         proto = onnx.load_from_string(graph)
         result.meta = {**quant.meta, "accuracy": result.accuracy}
+        set_onnx_meta(proto, result.meta)
+        graph = proto.SerializeToString()
+    if getattr(model, "members", None) is None:
+        import onnx
+
+        from .model_io import resolve_model_path
+        from .onnx_runtime import file_sha256
+
+        # The weights file it was made from, so a stale graph is known for what it is.
+        proto = onnx.load_from_string(graph)
+        result.meta = {**result.meta,
+                       "source_sha256": file_sha256(resolve_model_path(spec))}
         set_onnx_meta(proto, result.meta)
         graph = proto.SerializeToString()
     write_bytes(out, graph)

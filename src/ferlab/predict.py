@@ -99,8 +99,9 @@ def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *,
             :func:`ferlab.cpu.bf16_is_native`).
         batch_size: faces per forward pass.
         progress: show a progress bar (hidden anyway when not on a terminal).
-        runtime: ``torch``, ``onnx`` (the model exported to ONNX Runtime in memory, float32;
-            ``bf16`` does not apply) or ``auto`` (:func:`ferlab.runtime_choice.resolve_runtime`);
+        runtime: ``torch``, ``onnx`` (ONNX Runtime, :func:`ferlab.onnx_runtime.as_onnx`:
+            the bundled model's int8 graph, any other exported in memory in float32; ``bf16``
+            does not apply) or ``auto`` (:func:`ferlab.runtime_choice.resolve_runtime`);
             None: the model's own (an :class:`~ferlab.onnx_runtime.OnnxClassifier` runs in
             ONNX Runtime, anything else in torch).
 

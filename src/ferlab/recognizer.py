@@ -108,8 +108,9 @@ class Recognizer:
         max_side: Haar detects on a copy at most this many pixels on its longer side (None: full
             size).
         min_neighbors: Haar's vote threshold (higher: fewer false faces).
-        runtime: who classifies the faces: ``torch``, ``onnx`` (ONNX Runtime, float32: the
-            model exported in memory at start, about 1.5 s for the bundled one) or ``auto``
+        runtime: who classifies the faces: ``torch``, ``onnx`` (ONNX Runtime: the bundled
+            model's shipped int8 graph, any other model exported in memory at start, float32,
+            1.3-1.8 s for a net of the bundled one's size) or ``auto``
             (default: :func:`ferlab.runtime_choice.resolve_runtime` for one face a call; a
             model passed in as an ``nn.Module`` runs in torch, as it is). An ``.onnx`` file from
             ``ferlab export`` (int8 too) runs in ONNX Runtime and cannot be explained.

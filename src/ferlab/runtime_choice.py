@@ -1,12 +1,12 @@
 """Which runtime classifies faces: ``--runtime torch|onnx|auto``, and what ``auto`` picks.
 
 ``auto`` looks up :data:`CHOICES`, keyed by the CPU's kind (whether it computes bf16 natively,
-:func:`ferlab.cpu.bf16_is_native`) and the batch size (one face at a time, as photos and video
-send them, or many, as ``evaluate`` and ``predict --input`` do): the runtime that
-``benchmarks/bench_runtime.py`` (part of ``make bench``) measured faster on the bundled
-classifier, torch in the precision it runs by default on that CPU against ONNX Runtime in
-float32. Int8 is never picked by ``auto``: it changes the answers a little, so it runs only
-from an int8 file asked for by name (``ferlab export --int8``).
+:func:`ferlab.cpu.bf16_is_native`), the batch size (one face at a time, as photos and video
+send them, or many, as ``evaluate`` and ``predict --input`` do) and what ONNX Runtime would run
+for the model (``int8`` for the bundled model, whose int8 graph ships with ferlab and passed the
+accuracy gate of ``ferlab export --int8``; ``float32`` for any other, exported at start): the
+runtime that ``benchmarks/bench_runtime.py`` (part of ``make bench``) measured faster on the
+bundled classifier, torch in the precision it runs by default on that CPU against ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -21,17 +21,28 @@ DEFAULT_RUNTIME = "auto"
 # At most this many faces per call counts as "one" (a photo's few faces, a video frame's).
 ONE_MAX = 4
 
-# (CPU kind, batch kind) -> the faster runtime.
-CHOICES: dict[tuple[str, str], str] = {
-    # Measured: `python benchmarks/bench_runtime.py` on an Intel Xeon (Sapphire Rapids class,
-    # family 6 model 207, AVX-512 bf16 + AMX), 2 threads; torch bf16 against ONNX Runtime fp32.
-    ("bf16-native", "one"): "torch",
-    ("bf16-native", "many"): "torch",
-    # Not measured: no CPU without native bf16 was at hand. torch in float32 is the path ferlab
-    # has always taken there (and the reference the ONNX graph is checked against), so it stays
-    # until bench_runtime.py on such a CPU says otherwise.
-    ("no-bf16", "one"): "torch",
-    ("no-bf16", "many"): "torch",
+# (CPU kind, batch kind, what ONNX Runtime runs) -> the faster runtime.
+CHOICES: dict[tuple[str, str, str], str] = {
+    # Measured: `python benchmarks/bench_runtime.py --data fer2013.csv.gz` on an Intel Xeon
+    # (Sapphire Rapids class, family 6 model 207, AVX-512 bf16 + AMX, VNNI), 2 threads, on a
+    # shared machine (load 4-14 on its 2 cores), faces/s in three runs. At one face torch's two
+    # spinning threads collapse under load (bf16: 2-13) where ONNX Runtime's do not (float32
+    # 100-187, int8 339-529); at one thread torch bf16 did 109-145 against float32 ONNX's 58-111,
+    # so re-measure this row when torch's thread defaults change.
+    ("bf16-native", "one", "float32"): "onnx",
+    ("bf16-native", "one", "int8"): "onnx",
+    # Batch 64: torch bf16 338 and 85 against float32 ONNX's 141 and 100 (the second at load 14;
+    # at one thread 270-346 against 73-103); int8 ONNX 418-565 beat both every time.
+    ("bf16-native", "many", "float32"): "torch",
+    ("bf16-native", "many", "int8"): "onnx",
+    # Not measured: no CPU without native bf16 was at hand (this one's float32 rows are not a
+    # Zen 3's: ONNX Runtime's and oneDNN's AVX2 kernels are others than their AVX-512 ones).
+    # torch in float32 is the path ferlab has always taken there, and the reference the ONNX
+    # graph is checked against, so it stays until bench_runtime.py on such a CPU says otherwise.
+    ("no-bf16", "one", "float32"): "torch",
+    ("no-bf16", "one", "int8"): "torch",
+    ("no-bf16", "many", "float32"): "torch",
+    ("no-bf16", "many", "int8"): "torch",
 }
 
 
@@ -72,8 +83,16 @@ def resolve_runtime(runtime: str | None, batch_size: int, model=None) -> str:
     if runtime is None:
         return "torch"
     if runtime == "auto":
-        return CHOICES[cpu_kind(), batch_kind(batch_size)]
+        return CHOICES[cpu_kind(), batch_kind(batch_size), onnx_precision(model)]
     return runtime
+
+
+def onnx_precision(model) -> str:
+    """What ONNX Runtime would run for ``model``: ``"int8"`` where an int8 graph ships for it
+    (:func:`ferlab.onnx_runtime.shipped_graph`), else ``"float32"``."""
+    from .onnx_runtime import shipped_graph
+
+    return "int8" if model is not None and shipped_graph(model) is not None else "float32"
 
 
 def _is_onnx(model) -> bool:
