@@ -180,6 +180,7 @@ def test_auto_takes_the_table_entry_for_the_cpu_kind(native, monkeypatch):
     assert runtime_choice.resolve_runtime("auto", 1) == "torch"
     assert runtime_choice.resolve_runtime("torch", 1) == "torch"
     assert runtime_choice.resolve_runtime(None, 1) == "torch"  # library default: the model's
+    assert runtime_choice.resolve_runtime("auto", 1, bf16=True) == "torch"  # bf16 by name
 
 
 def test_the_table_covers_every_kind():

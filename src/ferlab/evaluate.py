@@ -212,7 +212,7 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
     if not faces.has_labels:
         raise DataError(f"{faces.source}: faces have no labels (a test.csv?); evaluation needs "
                         "labelled faces; use 'ferlab predict' for unlabelled ones")
-    runtime = resolve_runtime(runtime, batch_size, model)
+    runtime = resolve_runtime(runtime, batch_size, model, bf16)
     t0 = time.perf_counter()
     probs = predict_faces(model, faces, tta=tta, bf16=bf16, batch_size=batch_size,
                           progress=progress, runtime=runtime)

@@ -132,8 +132,8 @@ def as_onnx(model, threads: int | None = None) -> OnnxClassifier:
     """What ONNX Runtime runs for ``model``: ``model`` itself when it is an
     :class:`OnnxClassifier`; for the bundled model, its int8 graph shipped with ferlab (see
     :func:`bundled_int8_path`); else the model's graph exported in memory, float32
-    (:func:`ferlab.export.export_onnx`: 1.3-1.8 s for the bundled model on 2 busy cores,
-    ``benchmarks/bench_runtime.py`` prints it)."""
+    (:func:`ferlab.export.export_onnx`: 1.3-1.8 s for the bundled model on 2 busy cores, 11 s
+    at a load of 12; ``benchmarks/bench_runtime.py`` prints it)."""
     if isinstance(model, OnnxClassifier):
         return model
     shipped = shipped_graph(model)

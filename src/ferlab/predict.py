@@ -115,7 +115,7 @@ def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *,
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     tta = tta_mode(tta)
     images = faces.images if isinstance(faces, FaceSet) else np.asarray(faces)
-    if resolve_runtime(runtime, batch_size, model) == "onnx":
+    if resolve_runtime(runtime, batch_size, model, bf16) == "onnx":
         from .onnx_runtime import as_onnx
 
         return as_onnx(model).predict(images, tta=tta, batch_size=batch_size, progress=progress)

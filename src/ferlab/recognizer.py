@@ -136,7 +136,7 @@ class Recognizer:
         self.bf16 = bf16_is_native() if bf16 is None else bool(bf16)
         if runtime in (None, "auto") and not owned:
             runtime = "torch"  # a model passed in may change after this: it runs as it is
-        self.runtime = resolve_runtime(runtime, 1, self.model)
+        self.runtime = resolve_runtime(runtime, 1, self.model, bf16=bf16 is True)
         self._onnx = as_onnx(self.model) if self.runtime == "onnx" else None
         # A model we loaded ourselves is classified by a folded (bf16) copy, faster than autocast
         # at one face a call; a model passed in may change after this, so it runs as it is.

@@ -27,12 +27,12 @@ CHOICES: dict[tuple[str, str, str], str] = {
     # (Sapphire Rapids class, family 6 model 207, AVX-512 bf16 + AMX, VNNI), 2 threads, on a
     # shared machine (load 4-14 on its 2 cores), faces/s in three runs. At one face torch's two
     # spinning threads collapse under load (bf16: 2-13) where ONNX Runtime's do not (float32
-    # 100-187, int8 339-529); at one thread torch bf16 did 109-145 against float32 ONNX's 58-111,
-    # so re-measure this row when torch's thread defaults change.
+    # 100-187, int8 339-529); at one thread torch bf16 did 109-145 against float32 ONNX's 58-111
+    # (two runs with --threads 1), so re-measure these rows when torch's thread defaults change.
     ("bf16-native", "one", "float32"): "onnx",
     ("bf16-native", "one", "int8"): "onnx",
-    # Batch 64: torch bf16 338 and 85 against float32 ONNX's 141 and 100 (the second at load 14;
-    # at one thread 270-346 against 73-103); int8 ONNX 418-565 beat both every time.
+    # Batch 64: torch bf16 338, 85 and 47 against float32 ONNX's 141, 100 and 37 (the last two at
+    # load 12-14; at one thread 270-346 against 73-103); int8 ONNX (113-565) beat both each time.
     ("bf16-native", "many", "float32"): "torch",
     ("bf16-native", "many", "int8"): "onnx",
     # Not measured: no CPU without native bf16 was at hand (this one's float32 rows are not a
@@ -56,7 +56,7 @@ def batch_kind(batch_size: int) -> str:
     return "one" if batch_size <= ONE_MAX else "many"
 
 
-def resolve_runtime(runtime: str | None, batch_size: int, model=None) -> str:
+def resolve_runtime(runtime: str | None, batch_size: int, model=None, bf16: bool = False) -> str:
     """The runtime to use, ``"torch"`` or ``"onnx"``, for ``runtime`` and this batch size.
 
     Args:
@@ -65,6 +65,8 @@ def resolve_runtime(runtime: str | None, batch_size: int, model=None) -> str:
         batch_size: faces per call (1 for photos and video).
         model: the model spec or object, when known: an ``.onnx`` file or an
             :class:`ferlab.onnx_runtime.OnnxClassifier` runs only in ONNX Runtime.
+        bf16: bfloat16 was asked for by name: ``auto`` then keeps torch, the runtime that
+            computes it.
 
     Raises:
         ConfigError: an unknown runtime, or ``torch`` asked for an ONNX file.
@@ -81,6 +83,8 @@ def resolve_runtime(runtime: str | None, batch_size: int, model=None) -> str:
                               "ONNX graph: it runs with --runtime onnx (or auto), not torch")
         return "onnx"
     if runtime is None:
+        return "torch"
+    if runtime == "auto" and bf16:
         return "torch"
     if runtime == "auto":
         return CHOICES[cpu_kind(), batch_kind(batch_size), onnx_precision(model)]
