@@ -145,7 +145,8 @@ def test_cli_predict_image_goes_to_the_recognizer(monkeypatch):
     calls = []
     fake = types.ModuleType("ferlab.recognizer")
     fake.predict_photos = lambda model, image, out, json_path, tta=False, detector=None, \
-        min_face=None: calls.append((model, image, out, json_path, tta, detector, min_face)) or 0
+        min_face=None, runtime="auto": calls.append(
+            (model, image, out, json_path, tta, detector, min_face)) or 0
     monkeypatch.setitem(sys.modules, "ferlab.recognizer", fake)
     assert main(["predict", "--image", "photo.jpg", "--json", "r.json", "--tta"]) == 0
     assert main(["predict", "--image", "p.jpg", "--tta-shift"]) == 0
