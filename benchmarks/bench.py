@@ -126,11 +126,11 @@ def main() -> int:
     else:
         print(f"\n{args.data} not found: data-reading figures skipped")
 
-    for script in ("bench_faces.py", "bench_load.py", "bench_memory.py"):
+    for script in ("bench_faces.py", "bench_load.py", "bench_memory.py", "bench_runtime.py"):
         path = HERE / script
         if path.exists():
             print(f"\n== {script}", flush=True)
-            extra = ["--data", args.data] if script == "bench_memory.py" else []
+            extra = ["--data", args.data] if script != "bench_faces.py" else []
             subprocess.run([sys.executable, str(path), *extra], check=False)
 
     if args.json:

@@ -126,7 +126,7 @@ def test_without_native_bf16_every_default_is_fp32(eval_run, faces, no_native_bf
     exact = predict_faces(model, test.images[:16], progress=False, precision="fp32")
     np.testing.assert_array_equal(default, exact)
     rec = Recognizer(eval_run)
-    assert rec.precision.name == "fp32"
+    assert rec.precision.name == "fp32" and rec.computes_in == "fp32"
     assert next(rec._fast.parameters()).dtype == torch.float32
     assert not BlazeFaceDetector(backend="torch").bf16
 
@@ -135,8 +135,8 @@ def test_with_native_bf16_the_defaults_take_it(eval_run, monkeypatch):
     from ferlab.recognizer import Recognizer
 
     monkeypatch.setattr(prec, "bf16_is_native", lambda: True)
-    rec = Recognizer(eval_run)
-    assert rec.precision.name == "bf16"
+    rec = Recognizer(eval_run, runtime="torch")
+    assert rec.precision.name == "bf16" and rec.computes_in == "bf16"
     assert next(rec._fast.parameters()).dtype == torch.bfloat16
     assert Recognizer(eval_run, bf16=False).precision.name == "fp32"
 

@@ -169,7 +169,7 @@ def test_a_photo_without_a_face_has_no_faces(client):
 def test_model_info_gives_the_precision_the_recognizer_runs(app, client, strict):
     info = client.get("/api/model").json()
     rec = app.state.pool.first
-    assert info["precision"] == ("bf16" if rec.bf16 else "fp32")
+    assert info["precision"] == rec.computes_in and info["runtime"] == rec.runtime
     assert rec.bf16 == bf16_is_native()  # the default: bf16 exactly where the CPU has it
     assert info["bf16_native"] == bf16_is_native()
     assert info["model"] == "bundled" and info["architecture"] == "vgg(width=48)"

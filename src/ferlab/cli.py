@@ -329,6 +329,7 @@ def add_video(sub) -> None:
     _add_detector(p)
     _add_tta(p, shift=False)
     _add_compute(p)
+    _add_runtime(p)
 
 
 def cmd_video(args) -> int:
@@ -338,7 +339,7 @@ def cmd_video(args) -> int:
     r = analyze_video(source, args.out, model=args.model, every=args.every,
                       annotated_video=args.annotate, max_frames=args.max_frames, tta=args.tta,
                       detector=args.detector, min_face=args.min_face,
-                      precision=_precision(args), threads=args.threads)
+                      precision=_precision(args), threads=args.threads, runtime=args.runtime)
     print(f"{r.frames_read} frames read, {r.frames_analyzed} analysed, "
           f"{r.frames_with_face} with a face")
     print(f"wrote {r.csv_path}")
@@ -372,6 +373,20 @@ def _add_tta(p, shift: bool = True) -> None:
                             "10x the time)")
 
 
+def _add_runtime(p, default: str | None = None) -> None:
+    from .runtime_choice import DEFAULT_RUNTIME, RUNTIMES
+
+    default = default or DEFAULT_RUNTIME
+    why = ("default torch: evaluate scores the model itself, not a faster approximation"
+           if default == "torch" else "the default")
+    p.add_argument("--runtime", choices=RUNTIMES, default=default,
+                   help="who runs the classifier: torch, onnx (ONNX Runtime: the bundled "
+                        "model's int8 graph, any other model exported at start in float32) or "
+                        "auto (what benchmarks/bench_runtime.py measured faster on this kind "
+                        f"of CPU for this batch size, see ferlab.runtime_choice; {why}); a "
+                        ".onnx --model runs in ONNX Runtime")
+
+
 def _tta(args) -> str | None:
     """``--tta`` / ``--tta-shift`` as a test-time augmentation mode."""
     return "shift" if getattr(args, "tta_shift", False) else ("flip" if args.tta else None)
@@ -397,6 +412,7 @@ def add_evaluate(sub) -> None:
                         "else all rows)")
     _add_tta(p)
     _add_compute(p, alias="bf16")
+    _add_runtime(p, default="torch")
     p.add_argument("--out", default="evaluation", help="folder for the figures")
     p.add_argument("--json", help="metrics file (default OUT/metrics.json)")
     p.add_argument("--mistakes", type=_positive_int, default=6, metavar="N",
@@ -408,23 +424,23 @@ def add_evaluate(sub) -> None:
 def cmd_evaluate(args) -> int:
     from .data import load_faces, select_split
     from .evaluate import evaluate_model, format_metrics, model_description, write_evaluation
-    from .model_io import load_model
-    from .precision import resolve_precision
+    from .onnx_runtime import load_classifier
     from .threads import configure_threads
 
-    model = load_model(args.model)
+    model = load_classifier(args.model)
     faces = load_faces(args.data, skip_bad_rows=args.skip_bad_rows)
     split = args.split or ("test" if "Training" in faces.split_names() else "all")
     faces = select_split(faces, split)
     shown = "+".join(faces.split_names()) or "all"
     tta = _tta(args)
-    precision = resolve_precision(_precision(args))
     configure_threads(args.threads, "batch")
-    ev = evaluate_model(model, faces, tta=tta, precision=precision.name,
+    ev = evaluate_model(model, faces, tta=tta, precision=_precision(args),
                         batch_size=args.batch_size,
-                        model_name=f"{model_description(model)} ({args.model})", split=shown)
+                        model_name=f"{model_description(model)} ({args.model})", split=shown,
+                        runtime=args.runtime)
     paths = write_evaluation(ev, args.out, json_path=args.json, per_class=args.mistakes)
-    how = (f" with {tta} TTA" if tta else "") + f" in {precision.name}"
+    how = ((f" with {tta} TTA" if tta else "") + f" in {ev.metrics['precision']}"
+           + f" ({ev.metrics['runtime']})")
     print(f"{ev.metrics['model']} on {faces.source} [{shown}]{how}: {len(faces):,} faces in "
           f"{ev.metrics['seconds']:.1f}s")
     print(format_metrics(ev.metrics))
@@ -518,6 +534,7 @@ def add_predict(sub) -> None:
     p.add_argument("--format", choices=["auto", "submission", "probs"], default="auto",
                    help="auto: submission for test.csv, probabilities otherwise")
     _add_tta(p)
+    _add_runtime(p)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
     _add_compute(p)
@@ -529,7 +546,8 @@ def cmd_predict(args) -> int:
 
         return predict_photos(args.model, args.image, args.out, args.json, tta=_tta(args),
                               detector=args.detector, min_face=args.min_face,
-                              precision=_precision(args), threads=args.threads)
+                              precision=_precision(args), threads=args.threads,
+                              runtime=args.runtime)
     from .constants import EMOTIONS
     from .predict import predict_file
     from .threads import configure_threads
@@ -539,7 +557,7 @@ def cmd_predict(args) -> int:
         raise FerlabError("predict --input needs --out FILE.csv")
     res = predict_file(args.model, args.input, args.out, tta=_tta(args), fmt=args.format,
                        batch_size=args.batch_size, skip_bad_rows=args.skip_bad_rows,
-                       precision=_precision(args))
+                       precision=_precision(args), runtime=args.runtime)
     counts = ", ".join(f"{e} {n:,}" for e, n in zip(EMOTIONS, res.counts, strict=True))
     kind = "Kaggle submission" if res.format == "submission" else "probabilities"
     print(f"{len(res.faces):,} faces -> {res.path} ({kind}); predicted: {counts}")
@@ -721,9 +739,50 @@ def cmd_serve(args) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# ferlab export
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser(
+        "export", help="a model as an ONNX file for ONNX Runtime (float32 or int8)",
+        description="Export a model to ONNX (class order and preprocessing in its metadata), "
+                    "check the graph against PyTorch on real faces (the bundled astronaut, and "
+                    "test faces of --data), then write it. --int8: static int8, calibrated on "
+                    "Training faces of --data, written only if its PublicTest accuracy is within "
+                    "--max-drop points of float32. The file is a --model for predict, evaluate "
+                    "and video.")
+    p.add_argument("--model", default="bundled",
+                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+    p.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (the only one)")
+    p.add_argument("--out", required=True, metavar="FILE.onnx", help="the file to write")
+    p.add_argument("--int8", action="store_true", help="quantise to int8 (needs --data)")
+    p.add_argument("--data", help="labelled faces (fer2013.csv): real faces to check on; with "
+                                  "--int8 its Training rows calibrate and PublicTest scores")
+    p.add_argument("--calibration", type=_positive_int, default=512, metavar="N",
+                   help="Training faces that calibrate int8 (default 512)")
+    p.add_argument("--max-drop", type=_nonneg_float, default=0.3, metavar="POINTS",
+                   help="most PublicTest accuracy points int8 may lose (default 0.3)")
+
+
+def cmd_export(args) -> int:
+    from .export import export_model
+
+    r = export_model(args.model, args.out, int8=args.int8, data=args.data,
+                     calibration_faces=args.calibration, max_drop=args.max_drop)
+    if r.fp32_check is not None:
+        print(f"float32 graph {r.fp32_check.line()}")
+    print(f"{r.meta['precision']} graph {r.check.line()}")
+    if r.accuracy:
+        a = r.accuracy
+        print(f"{a['split']} accuracy ({a['faces']:,} faces): float32 {a['float32']:.2%}, int8 "
+              f"{a['int8']:.2%} ({100 * (a['int8'] - a['float32']):+.2f} points)")
+    print(f"wrote {r.path} ({r.path.stat().st_size / 1e6:.1f} MB, {r.meta['precision']}, "
+          f"opset {r.meta['opset']})")
+    return 0
+
 
 COMMANDS = ["data", "models", "train", "demo", "evaluate", "curves", "compare", "ensemble",
-            "predict", "report", "video", "explain", "serve"]
+            "predict", "report", "video", "explain", "serve", "export"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,7 +93,7 @@ def run_demo(out_dir: str | Path = "demo-output", model: str | Path = BUNDLED,
     img, faces = rec.analyze(photo_path)
     annotated = save_png(annotate(img.rgb, faces), out / "annotated.png")
     json_path = write_json(out / "faces.json", {"model": rec.model_name,
-                                                "precision": rec.precision.name,
+                                                "precision": rec.computes_in,
                                                 "photos": [photo_record(str(photo_path), img,
                                                                         faces)]})
     expl = None

@@ -30,6 +30,7 @@ from .errors import DataError
 from .io_utils import write_json
 from .precision import resolve_precision
 from .predict import DEFAULT_BATCH, device_of, predict_faces, tta_mode
+from .runtime_choice import resolve_runtime
 
 ECE_BINS = 15  # equal-width confidence bins, the usual choice (Guo et al. 2017)
 
@@ -184,7 +185,8 @@ class Evaluation:
 def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = False, *,
                    bf16: bool | None = None, precision: str = "auto",
                    batch_size: int = DEFAULT_BATCH, progress: bool = True,
-                   model_name: str | None = None, split: str = "") -> Evaluation:
+                   model_name: str | None = None, split: str = "",
+                   runtime: str | None = None) -> Evaluation:
     """Predict ``faces`` with ``model`` and score the predictions.
 
     Args:
@@ -197,6 +199,9 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
         bf16: older spelling of ``precision``: True = bf16, False = fp32.
         model_name: stored as ``metrics["model"]`` (default: the model's registry name).
         split: stored as ``metrics["split"]``.
+        runtime: ``torch``, ``onnx`` or ``auto``, as in :func:`ferlab.predict.predict_faces`
+            (``model`` may be an :class:`~ferlab.onnx_runtime.OnnxClassifier`); the one used is
+            stored as ``metrics["runtime"]``.
 
     Raises:
         DataError: the faces are not all labelled (a test.csv) or there are none.
@@ -213,14 +218,23 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
                         "labelled faces; use 'ferlab predict' for unlabelled ones")
     if bf16 is not None:
         precision = "bf16" if bf16 else "fp32"
-    chosen = resolve_precision(precision, device_of(model).type)
+    runtime = resolve_runtime(runtime, batch_size, model, precision != "auto")
+    description = model_name or model_description(model)
+    if runtime == "torch":
+        chosen = resolve_precision(precision, device_of(model).type)
+        computed_in = chosen.name
+    else:  # ONNX Runtime runs the graph in the precision it was exported in
+        from .onnx_runtime import as_onnx
+
+        model = as_onnx(model)
+        computed_in = {"float32": "fp32"}.get(model.precision, model.precision)
     t0 = time.perf_counter()
-    probs = predict_faces(model, faces, tta=tta, precision=chosen.name, batch_size=batch_size,
-                          progress=progress)
+    probs = predict_faces(model, faces, tta=tta, precision=precision, batch_size=batch_size,
+                          progress=progress, runtime=runtime)
     seconds = time.perf_counter() - t0
-    metrics = {"model": model_name or model_description(model), "data": faces.source,
-               "split": split, "tta": tta_mode(tta) or False, "bf16": chosen.bf16,
-               "precision": chosen.name,
+    metrics = {"model": description, "data": faces.source,
+               "split": split, "tta": tta_mode(tta) or False,
+               "bf16": computed_in == "bf16", "precision": computed_in, "runtime": runtime,
                "seconds": round(seconds, 2),
                **compute_metrics(faces.labels, probs)}
     return Evaluation(probs=probs, labels=faces.labels.copy(), metrics=metrics, faces=faces)

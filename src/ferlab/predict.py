@@ -28,6 +28,7 @@ from .data import FaceSet, load_faces
 from .errors import ConfigError
 from .io_utils import write_text
 from .precision import resolve_precision
+from .runtime_choice import resolve_runtime
 
 FORMATS = ("auto", "submission", "probs")
 TTA_MODES = ("flip", "shift")
@@ -88,7 +89,8 @@ DEFAULT_BATCH = 64  # faces per forward pass: 1.5-2x faster than 256 on CPUs (be
 
 def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *,
                   tta: bool | str = False, bf16: bool | None = None, precision: str = "auto",
-                  batch_size: int = DEFAULT_BATCH, progress: bool = True) -> np.ndarray:
+                  batch_size: int = DEFAULT_BATCH, progress: bool = True,
+                  runtime: str | None = None) -> np.ndarray:
     """Softmax probabilities ``float32 [N, 7]`` of ``model`` for every face.
 
     Args:
@@ -101,6 +103,11 @@ def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *,
         bf16: older spelling of ``precision``: True = bf16, False = fp32.
         batch_size: faces per forward pass.
         progress: show a progress bar (hidden anyway when not on a terminal).
+        runtime: ``torch``, ``onnx`` (ONNX Runtime, :func:`ferlab.onnx_runtime.as_onnx`:
+            the bundled model's int8 graph, any other exported in memory in float32; ``bf16``
+            does not apply) or ``auto`` (:func:`ferlab.runtime_choice.resolve_runtime`);
+            None: the model's own (an :class:`~ferlab.onnx_runtime.OnnxClassifier` runs in
+            ONNX Runtime, anything else in torch).
 
     The model runs as a folded, channels-last copy (:func:`ferlab.cpu.inference_copy`) with its
     weights in the chosen precision, so the model passed in is not changed.
@@ -114,8 +121,12 @@ def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *,
     tta = tta_mode(tta)
     if bf16 is not None:
         precision = "bf16" if bf16 else "fp32"
-    chosen = resolve_precision(precision, device_of(model).type)
     images = faces.images if isinstance(faces, FaceSet) else np.asarray(faces)
+    if resolve_runtime(runtime, batch_size, model, precision != "auto") == "onnx":
+        from .onnx_runtime import as_onnx
+
+        return as_onnx(model).predict(images, tta=tta, batch_size=batch_size, progress=progress)
+    chosen = resolve_precision(precision, device_of(model).type)
     images_t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8))
     out = np.zeros((len(images_t), NUM_CLASSES), dtype=np.float32)
     fast = inference_copy(model, chosen.bf16)
@@ -193,7 +204,7 @@ class Prediction:
 def predict_file(model: torch.nn.Module | str | Path, input_path: str | Path,
                  out_path: str | Path, *, tta: bool | str = False, fmt: str = "auto",
                  batch_size: int = DEFAULT_BATCH, progress: bool = True, precision: str = "auto",
-                 skip_bad_rows: bool = False) -> Prediction:
+                 skip_bad_rows: bool = False, runtime: str | None = None) -> Prediction:
     """Predict every face of a data file or folder and write a CSV.
 
     Args:
@@ -203,6 +214,8 @@ def predict_file(model: torch.nn.Module | str | Path, input_path: str | Path,
         tta: test-time augmentation, as in :func:`predict_faces`.
         fmt: ``submission`` (``id,label``), ``probs`` (probabilities per face), or ``auto``:
             submission for a course test.csv, probabilities otherwise.
+        runtime: as in :func:`predict_faces`; ``model`` may also be an ``.onnx`` file from
+            ``ferlab export``.
 
     Example:
         >>> predict_file("runs/cnn", "test.csv", "submission.csv")  # doctest: +SKIP
@@ -210,12 +223,12 @@ def predict_file(model: torch.nn.Module | str | Path, input_path: str | Path,
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {FORMATS}, got {fmt!r}")
     if not isinstance(model, torch.nn.Module):
-        from .model_io import load_model
+        from .onnx_runtime import load_classifier
 
-        model = load_model(model)
+        model = load_classifier(model)
     faces = load_faces(input_path, skip_bad_rows=skip_bad_rows)
     probs = predict_faces(model, faces, tta=tta, batch_size=batch_size, progress=progress,
-                          precision=precision)
+                          precision=precision, runtime=runtime)
     if fmt == "auto":
         fmt = "submission" if is_submission_input(faces) else "probs"
     text = submission_text(faces.ids, probs) if fmt == "submission" else probabilities_text(

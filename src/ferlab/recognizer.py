@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .constants import EMOTIONS, IMAGE_SIZE
 from .cpu import autocast_bf16, inference_copy
-from .errors import DataError, FerlabError
+from .errors import DataError, FerlabError, ModelError
 from .faces import (
     DETECT_SIDE,
     Box,
@@ -39,8 +39,10 @@ from .faces import (
     make_detector,
 )
 from .io_utils import atomic_write, write_json
+from .onnx_runtime import OnnxClassifier, as_onnx, load_classifier
 from .precision import resolve_precision
 from .predict import average_probs, tta_mode
+from .runtime_choice import resolve_runtime
 from .threads import threads_for, torch_threads
 
 # One colour per class (box, label, bar), chosen to read on photos and for colour-blind viewers
@@ -82,15 +84,11 @@ class Face:
                 "probabilities": {k: round(v, 4) for k, v in self.probabilities.items()}}
 
 
-def _load(model: str | Path | torch.nn.Module) -> torch.nn.Module:
+def _load(model: str | Path | torch.nn.Module | OnnxClassifier
+          ) -> torch.nn.Module | OnnxClassifier:
     if isinstance(model, torch.nn.Module):
         return model.eval()
-    from .ensemble import is_ensemble_dir, load_ensemble
-    from .model_io import load_model
-
-    if Path(model).is_dir() and is_ensemble_dir(model):
-        return load_ensemble(model)
-    return load_model(model)
+    return load_classifier(model)
 
 
 class Recognizer:
@@ -117,6 +115,12 @@ class Recognizer:
         max_side: Haar detects on a copy at most this many pixels on its longer side (None: full
             size).
         min_neighbors: Haar's vote threshold (higher: fewer false faces).
+        runtime: who classifies the faces: ``torch``, ``onnx`` (ONNX Runtime: the bundled
+            model's shipped int8 graph, any other model exported in memory at start, float32,
+            1.3-1.8 s for a net of the bundled one's size) or ``auto``
+            (default: :func:`ferlab.runtime_choice.resolve_runtime` for one face a call; a
+            model passed in as an ``nn.Module`` runs in torch, as it is). An ``.onnx`` file from
+            ``ferlab export`` (int8 too) runs in ONNX Runtime and cannot be explained.
         min_face: smallest face to look for, as a fraction of the photo's longer side; None
             (default) finds them down to about 5 %. 0.1 or more makes BlazeFace run one pass:
             photos with a face under 20 % of that side, or none, take about half the time,
@@ -133,7 +137,7 @@ class Recognizer:
                  threads: int = 0,
                  detector: str | None = None, profile: bool = False,
                  max_side: int | None = DETECT_SIDE, min_neighbors: int = 5,
-                 min_face: float | None = None) -> None:
+                 min_face: float | None = None, runtime: str | None = "auto") -> None:
         owned = not isinstance(model, torch.nn.Module)
         self.model = _load(model)
         self.tta = tta_mode(tta)
@@ -142,12 +146,26 @@ class Recognizer:
         self.precision = resolve_precision(precision)
         self.bf16 = self.precision.bf16
         self.threads = threads_for("small", threads)
+        if runtime in (None, "auto") and not owned:
+            runtime = "torch"  # a model passed in may change after this: it runs as it is
+        self.runtime = resolve_runtime(runtime, 1, self.model, bf16=precision != "auto")
+        self._onnx = (as_onnx(self.model, threads=self.threads) if self.runtime == "onnx"
+                      else None)
         # A model we loaded ourselves is classified by a folded (bf16) copy, faster than autocast
         # at one face a call; a model passed in may change after this, so it runs as it is.
-        self._fast = inference_copy(self.model, self.bf16) if owned else None
+        self._fast = (inference_copy(self.model, self.bf16) if owned and self._onnx is None
+                      else None)
         self.detector = make_detector(detector, profile=profile, max_side=max_side,
                                       min_neighbors=min_neighbors, min_face=min_face)
         self.model_name = str(model) if not isinstance(model, torch.nn.Module) else "<model>"
+
+    @property
+    def computes_in(self) -> str:
+        """What the classifier computes in: ``bf16`` or ``fp32`` in torch, or the precision of
+        the graph ONNX Runtime runs (``int8`` for the bundled model's shipped graph)."""
+        if self._onnx is not None:
+            return {"float32": "fp32"}.get(self._onnx.precision, self._onnx.precision)
+        return self.precision.name
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -159,6 +177,8 @@ class Recognizer:
             crops = crops[None]
         if len(crops) == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
+        if self._onnx is not None:
+            return self._onnx.predict(crops, tta=self.tta, progress=False)
         x = torch.from_numpy(np.ascontiguousarray(crops)).unsqueeze(1).float().div_(255.0)
         with torch_threads(self.threads):
             if self._fast is not None:
@@ -227,6 +247,9 @@ class Recognizer:
         """
         from .explain import get_explainer
 
+        if isinstance(self.model, OnnxClassifier):
+            raise ModelError("explanations need the PyTorch model; an ONNX file holds only the "
+                             "graph (explain the model it was exported from)")
         crop = face.crop if isinstance(face, Face) else np.asarray(face, dtype=np.uint8)
         if crop.shape != (IMAGE_SIZE, IMAGE_SIZE):
             raise DataError(f"explain needs a {IMAGE_SIZE}x{IMAGE_SIZE} face, got "
@@ -341,7 +364,7 @@ def _annotated_path(out: Path, photo: Path, many: bool) -> Path:
 def predict_photos(model: str, image: str, out: str | None = None, json_path: str | None = None,
                    tta: bool | str = False, detector: str | None = None,
                    min_face: float | None = None, precision: str = "auto",
-                   threads: int = 0) -> int:
+                   threads: int = 0, runtime: str | None = "auto") -> int:
     """``ferlab predict --image``: every face of a photo (or every photo in a folder).
 
     Prints one line per face (box, label, probabilities) and says so when a photo has no face.
@@ -362,7 +385,7 @@ def predict_photos(model: str, image: str, out: str | None = None, json_path: st
     photos = list_photos(image)
     many = Path(image).is_dir()
     rec = Recognizer(model, tta=tta, detector=detector, min_face=min_face, precision=precision,
-                     threads=threads)
+                     threads=threads, runtime=runtime)
     records, n_faces, skipped = [], 0, 0
     out_p = Path(out) if out else None
     if out_p is not None and many and out_p.suffix.lower() in (".png", ".jpg", ".jpeg"):
@@ -395,7 +418,7 @@ def predict_photos(model: str, image: str, out: str | None = None, json_path: st
     if out_p is not None and many:
         print(f"wrote {len(records)} annotated photos to {out_p}")
     if json_path:
-        write_json(json_path, {"model": rec.model_name, "precision": rec.precision.name,
+        write_json(json_path, {"model": rec.model_name, "precision": rec.computes_in,
                                "photos": records})
         print(f"wrote {json_path}")
     if many:

@@ -80,7 +80,8 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
                   annotated_video: bool = False, max_frames: int | None = None,
                   tta: bool = False, detector: str | None = None,
                   min_face: float | None = None, progress: bool = True,
-                  precision: str = "auto", threads: int = 0) -> VideoResult:
+                  precision: str = "auto", threads: int = 0,
+                  runtime: str | None = "auto") -> VideoResult:
     """Emotions of the faces in every ``every``-th frame of a video file or a camera.
 
     Args:
@@ -97,7 +98,9 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
             BlazeFace pass per frame (faces under 10 % of the frame are missed; a webcam's
             user is larger).
         progress: show a progress bar (hidden when not on a terminal).
-        precision, threads: the classifier's (see :class:`~ferlab.recognizer.Recognizer`).
+        precision, threads, runtime: the classifier's: ``auto``/``fp32``/``bf16``, torch
+            threads, and who classifies (``torch``, ``onnx`` or ``auto``); see
+            :class:`~ferlab.recognizer.Recognizer`.
 
     Raises:
         DataError: the video or camera cannot be opened.
@@ -113,7 +116,7 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
     cap, label = _open(source)
     rec = (model if isinstance(model, Recognizer)
            else Recognizer(model, tta=tta, detector=detector, min_face=min_face,
-                           precision=precision, threads=threads))
+                           precision=precision, threads=threads, runtime=runtime))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     is_camera = isinstance(source, int)

@@ -94,9 +94,10 @@ def model_info(rec: Recognizer, limits: ServeLimits, workers: int, detector: str
         "model": rec.model_name,
         "architecture": model_description(rec.model),
         "parameters": int(sum(p.numel() for p in rec.model.parameters())),
-        # What Recognizer.classify actually runs: its folded copy in bf16 (or bf16 autocast)
-        # exactly when rec.bf16, which defaults to whether this CPU has bf16 natively.
-        "precision": "bf16" if rec.bf16 else "fp32",
+        # What Recognizer.classify actually runs: torch in bf16 or fp32, or ONNX Runtime's
+        # graph (int8 for the bundled model), as ferlab.runtime_choice picked for this CPU.
+        "precision": rec.computes_in,
+        "runtime": rec.runtime,
         "bf16_native": bf16_is_native(),
         "detector": detector,
         "classes": list(EMOTIONS),

@@ -59,7 +59,8 @@ class ModelOut(BaseModel):
     model: str = Field(description="the model as given to ferlab serve --model")
     architecture: str
     parameters: int
-    precision: str = Field(description="what photos are classified in: bf16 or fp32")
+    precision: str = Field(description="what photos are classified in: bf16, fp32 or int8")
+    runtime: str = Field(description="who classifies them: torch or onnx (ONNX Runtime)")
     bf16_native: bool = Field(description="whether this CPU computes bfloat16 natively")
     detector: str
     classes: list[str]

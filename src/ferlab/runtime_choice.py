@@ -1,0 +1,106 @@
+"""Which runtime classifies faces: ``--runtime torch|onnx|auto``, and what ``auto`` picks.
+
+``auto`` looks up :data:`CHOICES`, keyed by the CPU's kind (whether it computes bf16 natively,
+:func:`ferlab.cpu.bf16_is_native`), the batch size (one face at a time, as photos and video
+send them, or many, as ``evaluate`` and ``predict --input`` do) and what ONNX Runtime would run
+for the model (``int8`` for the bundled model, whose int8 graph ships with ferlab and passed the
+accuracy gate of ``ferlab export --int8``; ``float32`` for any other, exported at start): the
+runtime that ``benchmarks/bench_runtime.py`` (part of ``make bench``) measured faster on the
+bundled classifier, torch in the precision it runs by default on that CPU against ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .cpu import bf16_is_native
+from .errors import ConfigError
+
+RUNTIMES = ("torch", "onnx", "auto")
+DEFAULT_RUNTIME = "auto"
+# At most this many faces per call counts as "one" (a photo's few faces, a video frame's).
+ONE_MAX = 4
+
+# (CPU kind, batch kind, what ONNX Runtime runs) -> the faster runtime.
+CHOICES: dict[tuple[str, str, str], str] = {
+    # Measured: `python benchmarks/bench_runtime.py --data fer2013.csv.gz` on an Intel Xeon
+    # (Sapphire Rapids class, family 6 model 207, AVX-512 bf16 + AMX, VNNI), 2 threads, on a
+    # shared machine (load 4-14 on its 2 cores), faces/s in three runs. At one face torch's two
+    # spinning threads collapse under load (bf16: 2-13) where ONNX Runtime's do not (float32
+    # 100-187, int8 339-529); at one thread torch bf16 did 109-145 against float32 ONNX's 58-111
+    # (two runs with --threads 1), so re-measure these rows when torch's thread defaults change.
+    ("bf16-native", "one", "float32"): "onnx",
+    ("bf16-native", "one", "int8"): "onnx",
+    # Batch 64: torch bf16 338, 85 and 47 against float32 ONNX's 141, 100 and 37 (the last two at
+    # load 12-14; at one thread 270-346 against 73-103); int8 ONNX (113-565) beat both each time.
+    ("bf16-native", "many", "float32"): "torch",
+    ("bf16-native", "many", "int8"): "onnx",
+    # Not measured: no CPU without native bf16 was at hand (this one's float32 rows are not a
+    # Zen 3's: ONNX Runtime's and oneDNN's AVX2 kernels are others than their AVX-512 ones).
+    # torch in float32 is the path ferlab has always taken there, and the reference the ONNX
+    # graph is checked against, so it stays until bench_runtime.py on such a CPU says otherwise.
+    ("no-bf16", "one", "float32"): "torch",
+    ("no-bf16", "one", "int8"): "torch",
+    ("no-bf16", "many", "float32"): "torch",
+    ("no-bf16", "many", "int8"): "torch",
+}
+
+
+def cpu_kind() -> str:
+    """``"bf16-native"`` or ``"no-bf16"``: the key of this CPU in :data:`CHOICES`."""
+    return "bf16-native" if bf16_is_native() else "no-bf16"
+
+
+def batch_kind(batch_size: int) -> str:
+    """``"one"`` for up to :data:`ONE_MAX` faces a call, else ``"many"``."""
+    return "one" if batch_size <= ONE_MAX else "many"
+
+
+def resolve_runtime(runtime: str | None, batch_size: int, model=None, bf16: bool = False) -> str:
+    """The runtime to use, ``"torch"`` or ``"onnx"``, for ``runtime`` and this batch size.
+
+    Args:
+        runtime: ``torch``, ``onnx`` or ``auto``; None: the model's own (ONNX Runtime for an
+            ONNX graph, else torch), what library calls that take a model do by default.
+        batch_size: faces per call (1 for photos and video).
+        model: the model spec or object, when known: an ``.onnx`` file or an
+            :class:`ferlab.onnx_runtime.OnnxClassifier` runs only in ONNX Runtime.
+        bf16: a precision was asked for by name (``fp32`` or ``bf16``, not ``auto``):
+            ``auto`` then keeps torch, the runtime that computes in it (the shipped ONNX graph
+            is int8).
+
+    Raises:
+        ConfigError: an unknown runtime, or ``torch`` asked for an ONNX file.
+
+    Example:
+        >>> resolve_runtime("onnx", 1)
+        'onnx'
+    """
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if _is_onnx(model):
+        if runtime == "torch":
+            raise ConfigError(f"{model if isinstance(model, str | Path) else 'the model'} is an "
+                              "ONNX graph: it runs with --runtime onnx (or auto), not torch")
+        return "onnx"
+    if runtime is None:
+        return "torch"
+    if runtime == "auto" and bf16:
+        return "torch"
+    if runtime == "auto":
+        return CHOICES[cpu_kind(), batch_kind(batch_size), onnx_precision(model)]
+    return runtime
+
+
+def onnx_precision(model) -> str:
+    """What ONNX Runtime would run for ``model``: ``"int8"`` where an int8 graph ships for it
+    (:func:`ferlab.onnx_runtime.shipped_graph`), else ``"float32"``."""
+    from .onnx_runtime import shipped_graph
+
+    return "int8" if model is not None and shipped_graph(model) is not None else "float32"
+
+
+def _is_onnx(model) -> bool:
+    from .onnx_runtime import OnnxClassifier, is_onnx_file
+
+    return isinstance(model, OnnxClassifier) or is_onnx_file(model)
