@@ -87,7 +87,7 @@ def main() -> None:
         convs = [r["name"] for r in list_layers(model) if r["conv"]]
         print(f"\nGrad-CAM: layer(s) x channel weights ({', '.join(convs)})")
         print(f"{'layer':34s}{'weights':>9s}{'median':>8s}{'q25':>8s}")
-        choices = [[c] for c in convs] + [convs[-2:], convs[-3:], convs[1:]]
+        choices = [[c] for c in convs] + [convs[-2:], convs[-3:], convs]
         for layers, weights in itertools.product(choices, ("mean", "position")):
             med, q25, _ = measure(model, x, boxes, target, "gradcam", layer=",".join(layers),
                                   weights=weights)

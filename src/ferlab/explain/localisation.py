@@ -15,6 +15,7 @@ evidence.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -58,12 +59,22 @@ def localisation_ratio(maps: torch.Tensor | np.ndarray, boxes: np.ndarray) -> np
     return out
 
 
+_TRAINED: dict[int, nn.Module] = {}
+
+
 def reference_model(seed: int = 0, log=lambda s: None) -> nn.Module:
     """The small model that learned box faces (seeded: the same weights each call).
 
     Trained with ``ferlab.train.train`` in float32 (so the weights do not depend on whether this
-    CPU has bf16) into a temporary folder that is removed afterwards.
+    CPU has bf16) into a temporary folder that is removed afterwards; trained once per process
+    and seed, each call returns its own copy.
     """
+    if seed not in _TRAINED:
+        _TRAINED[seed] = _train_reference(seed, log)
+    return copy.deepcopy(_TRAINED[seed])
+
+
+def _train_reference(seed: int, log) -> nn.Module:
     from ..config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
     from ..model_io import load_model
     from ..synthetic import make_box_faces
