@@ -69,7 +69,8 @@ def test_box_faces_carry_the_class_in_the_box_only():
     assert any(abs((b[0] + b[1]) / 2 - 24) > 12 and abs((b[2] + b[3]) / 2 - 24) > 12
                for b in kinds)  # corners too, not only the middle
     # same seed, same faces; the glyph differs between classes inside one box
-    assert np.array_equal(make_box_faces(14, seed=2).faces.images, f.images[:14])
+    again = make_box_faces(140, seed=2)
+    assert np.array_equal(again.faces.images, f.images) and np.array_equal(again.boxes, boxes)
     one = (boxes == boxes[0]).all(1)
     r0, r1, b0, b1 = boxes[0]
     means = [f.images[one & (f.labels == c)][:, r0:r1, b0:b1].mean(0) for c in range(7)]
@@ -85,14 +86,14 @@ def test_box_faces_carry_the_class_in_the_box_only():
 # SmoothGrad) mark every stroke the logit is sensitive to, the decoy mouth included: they are only
 # asked to beat chance.
 @pytest.mark.parametrize("name, threshold", [
-    ("saliency", 1.1),              # measured 1.50
-    ("smoothgrad", 1.1),            # measured 1.34
-    ("integrated-gradients", 2.0),  # measured 3.64
-    ("gradcam", 4.0),               # measured 11.13 (4 layers fused); 0.76 with the paper's weights
-    ("hirescam", 1.3),              # measured 1.90 on the 6x6 layer alone: why Grad-CAM fuses
-    ("guided-gradcam", 4.0),        # measured 11.40
-    ("occlusion", 3.0),             # measured 5.11
-    ("lime", 3.0),                  # measured 5.67 (60 segments)
+    ("saliency", 1.1),              # measured 1.53
+    ("smoothgrad", 1.1),            # measured 1.36
+    ("integrated-gradients", 2.0),  # measured 4.21
+    ("gradcam", 4.0),               # measured 10.36 (4 layers fused); 0.34 with the paper's weights
+    ("hirescam", 1.3),              # measured 1.77 on the 6x6 layer alone: why Grad-CAM fuses
+    ("guided-gradcam", 4.0),        # measured 12.40
+    ("occlusion", 3.0),             # measured 6.14
+    ("lime", 3.0),                  # measured 6.55 (60 segments)
 ])
 def test_every_method_puts_its_mass_in_the_small_box(name, threshold, box_model, box_faces):
     x, labels, boxes = box_faces
@@ -146,9 +147,9 @@ def test_position_weights_localise_where_averaged_weights_do_not(box_model, box_
     x, labels, boxes = box_faces
     t = torch.from_numpy(labels)
     med = {w: np.median(localisation_ratio(
-        get_explainer("gradcam", box_model, layer="body.2.0", weights=w).attribute(x, t), boxes))
+        get_explainer("gradcam", box_model, weights=w).attribute(x, t), boxes))
         for w in ("mean", "position")}
-    assert med["position"] > 2 * med["mean"], med
+    assert med["position"] > 4 * med["mean"], med  # measured 10.36 and 0.34
     with pytest.raises(ConfigError, match="weights"):
         get_explainer("gradcam", box_model, weights="max")
 

@@ -110,7 +110,7 @@ EVIDENCE_BOXES = (
     (4, 31, 9),    # top right, forehead (9x9: 3.5 %)
     (20, 38, 6),   # right cheek, off the head's edge
     (32, 2, 9),    # lower left, beside the mouth but outside it
-    (18, 18, 12),  # centre, between the eyes over the nose (12x12: 6.25 %)
+    (17, 18, 12),  # centre, between the eyes over the nose (12x12: 6.25 %)
 )
 
 # Seven 3x3 glyphs (1 = dark), pairwise at least 3 cells apart, scaled up to the box side.
