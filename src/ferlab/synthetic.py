@@ -1,8 +1,14 @@
-"""Synthetic 48x48 faces whose class is carried by the mouth alone.
+"""Synthetic 48x48 faces whose class is carried by the mouth alone, or by one small box.
 
 Tests use them instead of FER2013: every face has the same head, eyes and brows (with noise,
 brightness changes and small shifts); only the mouth differs by class. So a model that learns
 must look at the mouth, and an explanation that is right must point at ``MOUTH_BOX``.
+
+:func:`make_box_faces` makes a harder test of explanations: the class lives in a small glyph
+(1.6-6 % of the image) drawn in one of :data:`EVIDENCE_BOXES` (several positions and sizes, most
+of them off-centre and away from the mouth), while the mouth is drawn from a random class, a
+decoy that looks like evidence and carries none. A map that is right must find the box.
+
 Writers turn a FaceSet into every file format ferlab reads, for reader and CLI tests.
 """
 
@@ -11,6 +17,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +102,85 @@ def make_faces(n: int = 700, seed: int = 0, noise: float = 12.0, usage: str = ""
     return FaceSet(images=images, labels=labels.astype(np.int64),
                    usage=np.full(n, usage, dtype=object), ids=np.arange(n, dtype=np.int64),
                    source=f"synthetic(n={n}, seed={seed})")
+
+
+# (row, col, side) of the evidence boxes: several sizes, in corners, on a cheek, by the mouth.
+EVIDENCE_BOXES = (
+    (5, 5, 6),     # top left, above the brow (6x6: 1.6 % of the image)
+    (4, 31, 9),    # top right, forehead (9x9: 3.5 %)
+    (20, 38, 6),   # right cheek, off the head's edge
+    (32, 2, 9),    # lower left, beside the mouth but outside it
+    (17, 18, 12),  # centre, between the eyes over the nose (12x12: 6.25 %)
+)
+
+# Seven 3x3 glyphs (1 = dark), pairwise at least 3 cells apart, scaled up to the box side.
+_GLYPHS = np.array([
+    [[1, 1, 1], [0, 0, 0], [0, 0, 0]],
+    [[1, 0, 0], [1, 0, 0], [1, 0, 0]],
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+    [[0, 0, 1], [0, 1, 0], [1, 0, 0]],
+    [[0, 0, 0], [0, 0, 0], [1, 1, 1]],
+    [[0, 0, 1], [0, 0, 1], [0, 0, 1]],
+    [[0, 1, 0], [1, 0, 1], [0, 1, 0]],
+], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class BoxFaces:
+    """Faces whose class is in one small box each (:func:`make_box_faces`).
+
+    Attributes:
+        faces: the faces and labels.
+        boxes: ``int64 [N, 4]`` the evidence box of each face as ``(row0, row1, col0, col1)``
+            (rows ``row0:row1``, columns ``col0:col1``).
+    """
+
+    faces: FaceSet
+    boxes: np.ndarray
+
+
+def make_box_faces(n: int = 700, seed: int = 0, noise: float = 8.0, usage: str = "",
+                   boxes: tuple[tuple[int, int, int], ...] = EVIDENCE_BOXES) -> BoxFaces:
+    """``n`` synthetic faces whose class is a glyph in a small box; the mouth is a decoy.
+
+    Each face gets one of ``boxes`` (in turn, so every box is used equally); inside it, a 3x3
+    glyph of its class scaled to the box side is drawn in strokes (dark on the skin, light off
+    the head). The mouth is the mouth of a random class (uninformative), so a method that marks
+    every stroke of the face fails.
+
+    Example:
+        >>> bf = make_box_faces(10, seed=1)
+        >>> bf.faces.images.shape, bf.boxes[0].tolist()
+        ((10, 48, 48), [5, 11, 5, 11])
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % NUM_CLASSES)
+    which = rng.permutation(np.arange(n) % len(boxes))
+    images = np.empty((n, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    out_boxes = np.empty((n, 4), dtype=np.int64)
+    r0, _, c0, _ = MOUTH_BOX
+    for i, c in enumerate(labels):
+        img = _HEAD.copy()
+        dy, dx = rng.integers(-_MAX_SHIFT, _MAX_SHIFT + 1, size=2)
+        y, x = r0 + _MAX_SHIFT + dy, c0 + _MAX_SHIFT + dx
+        decoy = _TEMPLATES[rng.integers(NUM_CLASSES)]
+        img[y:y + 10, x:x + 20] = np.where(decoy > 0, 40.0, img[y:y + 10, x:x + 20])
+        by, bx, side = boxes[which[i]]
+        cell = side // 3
+        glyph = np.kron(_GLYPHS[c], np.ones((cell, cell), dtype=np.float32))
+        patch = img[by:by + side, bx:bx + side]
+        # Strokes that contrast with what lies under them (dark on skin, light on background),
+        # with no frame of their own: the box is found only by the glyph's strokes.
+        ink = np.where(patch > 110, 40.0, 190.0)
+        img[by:by + side, bx:bx + side] = np.where(glyph > 0, ink, patch)
+        out_boxes[i] = (by, by + side, bx, bx + side)
+        img = img * rng.uniform(0.8, 1.2) + rng.uniform(-15, 15)
+        img = img + rng.normal(0, noise, img.shape)
+        images[i] = np.clip(img, 0, 255).astype(np.uint8)
+    faces = FaceSet(images=images, labels=labels.astype(np.int64),
+                    usage=np.full(n, usage, dtype=object), ids=np.arange(n, dtype=np.int64),
+                    source=f"synthetic-boxes(n={n}, seed={seed})")
+    return BoxFaces(faces, out_boxes)
 
 
 def make_split_faces(n_train: int = 700, n_test: int = 140, seed: int = 0) -> FaceSet:

@@ -23,9 +23,11 @@ from .base import (
     capture,
     check_input,
     conv_layers,
+    default_cam_layers,
     default_layer,
     get_explainer,
     get_layer,
+    get_layers,
     list_layers,
     list_methods,
     prepared,
@@ -42,13 +44,15 @@ from .feature_maps import feature_maps
 from .filter_emotion import FilterEmotion, filter_emotion, write_filter_emotion_csv
 from .filters import FilterImages, visualize_filters
 from .lime import face_segments
+from .localisation import localisation_check, localisation_ratio, reference_model
 from .select import POLICIES, Selection, parse_policy, select_faces, select_images
 
 __all__ = [
     "POLICIES", "DeletionInsertion", "Explainer", "FilterEmotion", "FilterImages", "Selection",
-    "capture", "check_input", "compare_methods", "conv_layers", "default_layer",
-    "deletion_insertion", "face_segments", "feature_maps", "filter_emotion", "get_explainer",
-    "get_layer", "list_layers", "list_methods", "parse_policy", "prepared", "randomization_check",
-    "register_explainer", "resolve_target", "select_faces", "select_images", "visualize_filters",
-    "write_filter_emotion_csv",
+    "capture", "check_input", "compare_methods", "conv_layers", "default_cam_layers",
+    "default_layer", "deletion_insertion", "face_segments", "feature_maps", "filter_emotion",
+    "get_explainer", "get_layer", "get_layers", "list_layers", "list_methods",
+    "localisation_check", "localisation_ratio", "parse_policy", "prepared", "randomization_check",
+    "reference_model", "register_explainer", "resolve_target", "select_faces", "select_images",
+    "visualize_filters", "write_filter_emotion_csv",
 ]

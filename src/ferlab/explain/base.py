@@ -51,6 +51,50 @@ def default_layer(model: nn.Module) -> str:
     return convs[-1]
 
 
+def conv_output_sides(model: nn.Module) -> dict[str, int]:
+    """Each conv layer's output side (the smaller of height and width) for one 48x48 face."""
+    sides: dict[str, int] = {}
+    names = conv_layers(model)
+    with prepared(model), torch.no_grad():
+        for n in names:
+            model.get_submodule(n).register_forward_hook(
+                lambda _m, _i, out, n=n: sides.__setitem__(n, int(min(out.shape[-2:]))))
+        model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE))
+    return sides
+
+
+def default_cam_layers(model: nn.Module) -> list[str]:
+    """Grad-CAM's default layers, chosen by resolution as well as depth: at each grid size the
+    model has (48, 24, 12, 6 ... cells a side), its deepest conv layer. Their maps are fused (see
+    :mod:`ferlab.explain.gradcam`): the deepest brings which class, the finest where exactly;
+    the last stage alone (6x6 or 3x3 cells of 8-16 pixels) cannot single out an eye.
+
+    Example:
+        >>> default_cam_layers(create_model("cnn-leaky"))
+        ['body.0.0', 'body.1.0', 'body.2.0', 'body.3.0']
+    """
+    sides = conv_output_sides(model)
+    deepest: dict[int, str] = {}
+    for n in conv_layers(model):
+        if n in sides:
+            deepest[sides[n]] = n  # later layers of the same size replace earlier ones
+    names = [n for n in conv_layers(model) if n in deepest.values()]
+    return names or [default_layer(model)]
+
+
+def get_layers(model: nn.Module, spec: str | None) -> list[tuple[str, nn.Module]]:
+    """``[(name, module), ...]`` for one layer name or several joined by commas (``None``: the
+    default Grad-CAM layers, :func:`default_cam_layers`).
+
+    Raises:
+        ConfigError: no such layer.
+    """
+    names = [s.strip() for s in (spec or "").split(",") if s.strip()]
+    if not names:
+        names = default_cam_layers(model)
+    return [get_layer(model, n) for n in names]
+
+
 def get_layer(model: nn.Module, name: str | None) -> tuple[str, nn.Module]:
     """``(name, module)`` for a layer name (``None``: the default Grad-CAM layer).
 
@@ -67,7 +111,8 @@ def get_layer(model: nn.Module, name: str | None) -> tuple[str, nn.Module]:
 
 
 def list_layers(model: nn.Module) -> list[dict[str, Any]]:
-    """Every leaf layer: name, type, output shape for one 48x48 face, whether it is a conv.
+    """Every leaf layer: name, type, output shape for one 48x48 face, whether it is a conv, and
+    ``cam_default`` (whether Grad-CAM uses it when no layer is named).
 
     Example:
         >>> [r["name"] for r in list_layers(create_model("cnn-leaky")) if r["conv"]][:2]
@@ -81,9 +126,10 @@ def list_layers(model: nn.Module) -> list[dict[str, Any]]:
             m.register_forward_hook(
                 lambda _m, _i, out, n=n: shapes.__setitem__(n, tuple(out.shape[1:])))
         model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE))
+    cam = default_cam_layers(model) if conv_layers(model) else []
     for n, m in leaves:
         rows.append({"name": n, "type": type(m).__name__, "shape": shapes.get(n, ()),
-                     "conv": isinstance(m, nn.Conv2d)})
+                     "conv": isinstance(m, nn.Conv2d), "cam_default": n in cam})
     return rows
 
 
@@ -213,7 +259,8 @@ class Explainer:
     inside :func:`prepared` and returns maps of any shape ``[N, ...]`` with 48x48 pixels.
 
     Attributes:
-        uses_layer: whether the method looks at a layer (Grad-CAM); others ignore ``layer``.
+        uses_layer: whether the method looks at a layer (Grad-CAM); others ignore ``layer``,
+            which for these may name several layers joined by commas (``layer_names``).
     """
 
     name = ""
@@ -224,8 +271,13 @@ class Explainer:
         self.model = model
         self.layer_name: str | None = None
         self.layer: nn.Module | None = None
+        self.layer_names: list[str] = []
+        self.layers: list[nn.Module] = []
         if self.uses_layer:
-            self.layer_name, self.layer = get_layer(model, layer)
+            pairs = get_layers(model, layer)
+            self.layer_names = [n for n, _ in pairs]
+            self.layers = [m for _, m in pairs]
+            self.layer_name, self.layer = ",".join(self.layer_names), self.layers[0]
         self.options = options
 
     def attribute(self, x: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None = None

@@ -128,7 +128,9 @@ def explain_to_folder(model: torch.nn.Module, out: str | Path, methods: Sequence
         faces: the data set for ``filter-emotion``.
         layer: layer for Grad-CAM-type methods, filters, feature maps, filter-emotion
             (comma-separated names allowed for filters and filter-emotion).
-        check: also score each attribution method by deletion/insertion.
+        check: also score each attribution method by deletion/insertion on ``model``, and by
+            its localisation ratio on small-box synthetic faces (a reference model trained for
+            the purpose in seconds, :mod:`ferlab.explain.localisation`).
         filter_options: keyword arguments of :func:`visualize_filters`.
         method_options: per method, keyword arguments of its explainer.
 
@@ -186,13 +188,21 @@ def explain_to_folder(model: torch.nn.Module, out: str | Path, methods: Sequence
         g = torch.Generator().manual_seed(0)
         results["random"] = deletion_insertion(model, x, torch.rand(x.shape, generator=g), target)
         scores = {n: r.summary() for n, r in results.items()}
+        figures.deletion_insertion_figure(results, out / "check.png")
+        summary["check"] = scores
+        log("localisation check: training the small-box reference model (seconds) ...")
+        local = localisation_scores(list(maps), opts)
+        summary["localisation"] = local
         write_json(out / "check.json", {"faces": len(sel), "scores": scores,
+                                        "localisation": local,
                                         "about": "deletion: area under the predicted-class "
                                                  "probability as the top pixels are blurred away "
                                                  "(lower is better); insertion: as they are put "
-                                                 "back into a blurred face (higher is better)"})
-        figures.deletion_insertion_figure(results, out / "check.png")
-        summary["check"] = scores
+                                                 "back into a blurred face (higher is better); "
+                                                 "localisation: on synthetic faces whose class "
+                                                 "lives in one small box, median share of the "
+                                                 "map's mass in the box / the box's share of the "
+                                                 "image (1 = chance)"})
     layers = [s.strip() for s in layer.split(",")] if layer else [None]
     if "filters" in methods:
         for ln in layers:
@@ -229,6 +239,24 @@ def explain_to_folder(model: torch.nn.Module, out: str | Path, methods: Sequence
     return summary
 
 
+# Options that name things of the user's model, not of the reference model.
+_MODEL_SPECIFIC = ("layer",)
+
+
+def localisation_scores(methods: Sequence[str], method_options: dict | None = None
+                        ) -> dict[str, dict[str, float]]:
+    """Localisation ratio per method on small-box synthetic faces (see
+    :func:`~ferlab.explain.localisation.localisation_check`), with the methods' options as the
+    user chose them (layers excepted: the reference model has its own)."""
+    from .localisation import box_test_faces, localisation_check, reference_model
+
+    model = reference_model()
+    x, labels, boxes = box_test_faces()
+    opts = {n: {k: v for k, v in (method_options or {}).get(n, {}).items()
+                if k not in _MODEL_SPECIFIC} for n in methods}
+    return localisation_check(model, x, boxes, methods, torch.from_numpy(labels), opts)
+
+
 def _first_conv(model: torch.nn.Module) -> str:
     from .base import conv_layers
 
@@ -236,19 +264,55 @@ def _first_conv(model: torch.nn.Module) -> str:
 
 
 def format_layers(rows: list[dict]) -> str:
-    """The ``--list-layers`` table."""
+    """The ``--list-layers`` table; the layers Grad-CAM uses by default are marked."""
     lines = [f"{'layer':<16}{'type':<14}{'output':<16}"]
     for r in rows:
         shape = "x".join(map(str, r["shape"]))
-        lines.append(f"{r['name']:<16}{r['type']:<14}{shape:<16}{'conv' if r['conv'] else ''}")
+        mark = "conv" + ("  <- Grad-CAM default" if r.get("cam_default") else "") if r["conv"] \
+            else ""
+        lines.append(f"{r['name']:<16}{r['type']:<14}{shape:<16}{mark}")
+    cam = [r["name"] for r in rows if r.get("cam_default")]
+    if cam:
+        lines.append(f"Grad-CAM's default: the deepest conv layer of each grid size "
+                     f"({', '.join(cam)}), their maps multiplied: the deepest says which class, "
+                     "the finest where. --layer NAME[,NAME...] chooses others.")
     return "\n".join(lines)
 
 
-def format_check(scores: dict[str, dict[str, float]]) -> str:
-    """The ``--check`` table, best (highest insertion - deletion) first, ``random`` included."""
-    lines = [f"{'method':<22}{'deletion':>9}{'insertion':>10}{'ins-del':>9}",
-             "  (deletion: lower is better; insertion: higher is better)"]
+# A method whose deletion area is not this much below the random map's (or insertion area above
+# it) is marked: differences this small are within what the face sample and ties give.
+RANDOM_MARGIN = 0.02
+
+
+def random_verdict(s: dict[str, float], rand: dict[str, float] | None,
+                   margin: float = RANDOM_MARGIN) -> str:
+    """``""`` when a method beats the random map on both curves, else what it fails on."""
+    if rand is None:
+        return ""
+    bad = [k for k, better in (("deletion", rand["deletion"] - s["deletion"]),
+                               ("insertion", s["insertion"] - rand["insertion"]))
+           if better < margin]
+    return f"no better than random on {' and '.join(bad)}" if bad else ""
+
+
+def format_check(scores: dict[str, dict[str, float]],
+                 localisation: dict[str, dict[str, float]] | None = None) -> str:
+    """The ``--check`` table, best (highest insertion - deletion) first, ``random`` included;
+    methods that do not beat the random map are marked, and with ``localisation`` each method's
+    ratio on small-box synthetic faces stands beside its scores."""
+    local = localisation or {}
+    head = f"{'method':<22}{'deletion':>9}{'insertion':>10}{'ins-del':>9}"
+    if local:
+        head += f"{'in-box':>8}"
+    lines = [head, "  (deletion: lower is better; insertion: higher is better"
+             + ("; in-box: mass in the evidence box / chance on small-box synthetic faces, "
+                "median; 1 = chance" if local else "") + ")"]
+    rand = scores.get("random")
     for n, s in sorted(scores.items(), key=lambda kv: -kv[1]["insertion_minus_deletion"]):
-        lines.append(f"{n:<22}{s['deletion']:>9.3f}{s['insertion']:>10.3f}"
-                     f"{s['insertion_minus_deletion']:>9.3f}")
+        row = (f"{n:<22}{s['deletion']:>9.3f}{s['insertion']:>10.3f}"
+               f"{s['insertion_minus_deletion']:>9.3f}")
+        if local:
+            row += f"{local[n]['median']:>7.2f}x" if n in local else f"{'':>8}"
+        verdict = random_verdict(s, rand) if n != "random" else ""
+        lines.append(row + (f"  <- {verdict} (margin {RANDOM_MARGIN})" if verdict else ""))
     return "\n".join(lines)

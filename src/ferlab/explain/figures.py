@@ -37,12 +37,54 @@ def overlay(face: np.ndarray, heat: np.ndarray, signed: bool = False) -> np.ndar
     return (1 - alpha) * np.repeat(face[..., None], 3, axis=2) + alpha * rgb
 
 
-def _heat(ax, m: np.ndarray, signed: bool) -> None:
+def _heat(ax, m: np.ndarray, signed: bool):
+    """The heatmap scaled to -1..1 (signed) or 0..1 of its own full scale; returns the image."""
     m, top = _scale(m, signed)
     if signed:
-        ax.imshow(m, cmap="RdBu_r", vmin=-top, vmax=top)
+        return ax.imshow(m / top, cmap="RdBu_r", vmin=-1, vmax=1)
+    return ax.imshow(m / top, cmap="inferno", vmin=0, vmax=1)
+
+
+# Why a map can be all zero, by method (shown in the panel instead of an empty square).
+_BLANK_REASONS = {
+    "gradcam": "no channel speaks\nfor this class here\n(all <= 0 before ReLU;\n"
+               "fused: in some layer)",
+    "hirescam": "no channel speaks\nfor this class here\n(all <= 0 before ReLU)",
+    "guided-gradcam": "Grad-CAM part is 0\n(all <= 0 before ReLU)",
+    "lime": "no superpixel\nsupports the class",
+    "occlusion": "no patch lowers\nthe probability",
+}
+
+
+def is_blank(m: np.ndarray) -> bool:
+    """Whether a map shows nothing: no positive value (what the overlay draws)."""
+    return not bool((np.asarray(m) > 0).any())
+
+
+def blank_reason(method: str) -> str:
+    """One line (or a few short ones) saying why ``method``'s map can be all zero."""
+    return "blank: " + _BLANK_REASONS.get(method, "the map is zero\neverywhere")
+
+
+def _note(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=5,
+            color="black", bbox={"boxstyle": "round", "fc": "white", "ec": "0.6", "alpha": 0.9})
+
+
+def _colorbars(fig, axes, heat_image, signed: bool) -> None:
+    """Colour bars saying what the heatmap and overlay colours mean."""
+    cb = fig.colorbar(heat_image, ax=axes, shrink=0.45, pad=0.02, fraction=0.04)
+    if signed:
+        cb.set_ticks([-1, 0, 1], labels=["against", "0", "for class"])
     else:
-        ax.imshow(m, cmap="inferno", vmin=0, vmax=top)
+        cb.set_ticks([0, 1], labels=["0", "top"])
+    cb.set_label("heatmap: share of the map's top\n(99.5th percentile, per face)", fontsize=6)
+    cb.ax.tick_params(labelsize=6)
+    jet = plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0, 1))
+    cb2 = fig.colorbar(jet, ax=axes, shrink=0.45, pad=0.02, fraction=0.04)
+    cb2.set_ticks([0, 1], labels=["clear", "top"])
+    cb2.set_label("overlay: positive part\n(opaque where high)", fontsize=6)
+    cb2.ax.tick_params(labelsize=6)
 
 
 def explanation_grid(sel, maps: np.ndarray, method: str, path: str | Path,
@@ -50,39 +92,46 @@ def explanation_grid(sel, maps: np.ndarray, method: str, path: str | Path,
     """For each face: the face, the heatmap, the overlay, titled with true and predicted labels.
 
     Faces are columns (``per_row`` per block); each block has the rows face / heatmap / overlay.
+    Colour bars say what the colours mean; a map with nothing to show says why in its panel.
 
     Args:
         sel: a :class:`~ferlab.explain.select.Selection`.
         maps: ``[N, (1,) 48, 48]``.
+        method: the method's name (titles, and the reason given for a blank map).
         signed: draw the heatmap red (for) / blue (against) around zero.
     """
     maps = np.asarray(maps).reshape(len(sel), *np.asarray(sel.images).shape[1:])
     n = len(sel)
     cols = min(per_row, max(n, 1))
     blocks = max(1, -(-n // cols))
-    fig, axes = plt.subplots(3 * blocks, cols, figsize=(cols * 1.55, blocks * 3 * 1.6),
-                             squeeze=False)
+    fig, axes = plt.subplots(3 * blocks, cols, figsize=(cols * 1.55 + 1.6, blocks * 3 * 1.6),
+                             squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
+    heat_image = None
     for i in range(n):
         b, c = divmod(i, cols)
         a0, a1, a2 = axes[3 * b, c], axes[3 * b + 1, c], axes[3 * b + 2, c]
         a0.imshow(sel.images[i], cmap="gray", vmin=0, vmax=255)
         a0.set_title(sel.title(i), fontsize=7)
-        _heat(a1, maps[i], signed)
+        heat_image = _heat(a1, maps[i], signed)
         a2.imshow(overlay(sel.images[i], maps[i], signed))
+        if is_blank(maps[i]):
+            _note(a1, blank_reason(method))
     for b in range(blocks):
         for r, label in enumerate(("face", method, "overlay")):
             axes[3 * b + r, 0].text(-0.08, 0.5, label, transform=axes[3 * b + r, 0].transAxes,
                                     rotation=90, ha="right", va="center", fontsize=8)
+    if heat_image is not None:
+        _colorbars(fig, axes.ravel().tolist(), heat_image, signed)
     fig.suptitle(f"{method}: where the model looks for its predicted class", fontsize=10)
-    fig.tight_layout()
     return save_figure(fig, path)
 
 
 def methods_grid(sel, maps: Mapping[str, np.ndarray], path: str | Path,
                  signed: Mapping[str, bool] | None = None) -> Path:
-    """Rows: faces; columns: the face, then one overlay per method (to compare methods)."""
+    """Rows: faces; columns: the face, then one overlay per method (to compare methods); the
+    colour bar says what the overlay colours mean, a blank map says why."""
     signed = dict(signed or {})
     names = list(maps)
     n = len(sel)
@@ -94,12 +143,20 @@ def methods_grid(sel, maps: Mapping[str, np.ndarray], path: str | Path,
         for j, name in enumerate(names):
             m = np.asarray(maps[name]).reshape(n, *sel.images.shape[1:])[i]
             axes[i, j + 1].imshow(overlay(sel.images[i], m, signed.get(name, False)))
+            if is_blank(m):
+                _note(axes[i, j + 1], blank_reason(name))
     for j, name in enumerate(["face", *names]):
         axes[0, j].set_title(name, fontsize=7)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
+    jet = plt.cm.ScalarMappable(cmap="jet", norm=plt.Normalize(0, 1))
+    cb = fig.colorbar(jet, ax=axes.ravel().tolist(), shrink=min(0.8, 2.5 / max(n, 1)),
+                      fraction=0.03, pad=0.02)
+    cb.set_ticks([0, 1], labels=["clear", "top"])
+    cb.set_label("positive part of each map, scaled to its top", fontsize=6)
+    cb.ax.tick_params(labelsize=6)
     return save_figure(fig, path)
 
 

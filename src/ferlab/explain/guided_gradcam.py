@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import torch
-from captum.attr import GuidedGradCam
+from captum.attr import GuidedBackprop
 
-from .base import Explainer, register_explainer
+from .base import register_explainer
+from .gradcam import GradCamExplainer
 
 
 @register_explainer("guided-gradcam")
-class GuidedGradCamExplainer(Explainer):
-    """``|guided backprop x Grad-CAM|`` (captum ``GuidedGradCam``).
+class GuidedGradCamExplainer(GradCamExplainer):
+    """``|guided backprop x Grad-CAM|``, with ferlab's Grad-CAM (its layer choice, weights and
+    layer fusion; see :mod:`ferlab.explain.gradcam`) rather than captum's ``GuidedGradCam``,
+    whose Grad-CAM is fixed to the paper's averaged weights on one layer.
 
     Guided backprop only changes the backward pass of ``nn.ReLU`` modules; in a model built on
     LeakyReLU (``cnn-leaky``) it is plain gradient x Grad-CAM.
@@ -19,14 +22,13 @@ class GuidedGradCamExplainer(Explainer):
         >>> maps = get_explainer("guided-gradcam", model).attribute(x)
     """
 
-    uses_layer = True
-
-    def __init__(self, model, layer=None, *, abs: bool = True) -> None:  # noqa: A002
-        super().__init__(model, layer)
+    def __init__(self, model, layer=None, *, abs: bool = True, **options) -> None:  # noqa: A002
+        super().__init__(model, layer, **options)
         self.abs = abs
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        x = x.clone().requires_grad_(True)
-        maps = GuidedGradCam(self.model, self.layer).attribute(x, target=target,
-                                                               interpolate_mode="bilinear")
+        cam = super()._attribute(x, target)
+        guided = GuidedBackprop(self.model).attribute(x.clone().requires_grad_(True),
+                                                      target=target)
+        maps = guided * cam
         return maps.abs() if self.abs else maps

@@ -8,7 +8,6 @@ classifier that batches the perturbed faces through the model, and a fixed seed.
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import numpy as np
@@ -16,16 +15,19 @@ import torch
 from skimage.segmentation import slic
 
 from ..constants import IMAGE_SIZE
+from ..errors import ConfigError
 from .base import Explainer, register_explainer
 
 
-def face_segments(face: np.ndarray, n_segments: int = 40, compactness: float = 0.08,
+def face_segments(face: np.ndarray, n_segments: int = 60, compactness: float = 0.08,
                   sigma: float = 0.5) -> np.ndarray:
     """SLIC superpixels of a grey face ``[48, 48]`` in [0, 1]: ``int [48, 48]`` labels 0..K-1.
 
-    Low compactness lets regions follow the dark lines of eyes, brows and mouth; ~40 regions of
-    ~60 pixels each are small enough to separate an eye from a brow and few enough for a few
-    hundred LIME samples to fit.
+    Low compactness lets regions follow the dark lines of eyes, brows and mouth. Asking for 60
+    gives about 45 regions (SLIC merges some) of ~50 pixels: small enough to separate an eye from
+    a brow or isolate a 6x6 patch, few enough for 256 LIME samples to fit (on small-box faces
+    40 asked-for segments localised worse, 80-120 less evenly across boxes:
+    ``benchmarks/bench_localisation.py --lime-sweep``).
     """
     seg = slic(np.asarray(face, dtype=np.float64), n_segments=n_segments,
                compactness=compactness, sigma=sigma, channel_axis=None, start_label=0,
@@ -56,19 +58,49 @@ def _explainer_class():
     return _FaceLime
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str) -> str:
+    """``fp32`` or ``bf16`` for a ``precision`` of ``auto`` / ``fp32`` / ``bf16``.
+
+    ``auto`` is bf16 only where this CPU computes it natively (``ferlab.cpu.bf16_is_native``):
+    elsewhere (AMD Zen 3, older Intel) oneDNN emulates bf16 several times slower than float32.
+
+    Raises:
+        ConfigError: an unknown precision.
+    """
+    from ..cpu import bf16_is_native
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if bf16_is_native() else "fp32"
+    return precision
+
+
 @register_explainer("lime")
 class LimeExplainer(Explainer):
     """Per-pixel weight of its superpixel in LIME's local linear model for the target class.
 
     Signed: positive superpixels support the class. Hidden superpixels are replaced by their
     own mean grey (``lime``'s default), which blurs a region away rather than painting it black.
+    The defaults were chosen by ``benchmarks/bench_localisation.py --lime-sweep`` on faces whose
+    class lives in one small box (see README, Explanations).
 
     Args:
-        samples: perturbed faces per face (256 keeps a VGG under 2 s per face on 2 CPU cores).
+        samples: perturbed faces per face.
         segments: SLIC superpixels per face.
+        compactness: SLIC compactness (low: regions follow the strokes of the face).
+        kernel_width: width of LIME's exponential kernel on the cosine distance between a sample's
+            on/off vector and the whole face.
         seed: the same seed gives the same map.
-        fast: classify the perturbed faces in bfloat16 with channels-last memory (about 2x
-            faster on CPUs with AVX-512 BF16; probabilities differ in the 3rd decimal).
+        batch_size: perturbed faces per forward pass.
+        precision: ``auto`` (bf16 only on CPUs with native bf16), ``fp32`` or ``bf16``: the
+            precision the perturbed faces are classified in, by a copy of the model with batch
+            norms folded and channels-last memory (``ferlab.cpu.inference_copy``).
+        fast: the former switch, kept for old callers: ``True`` = ``bf16``, ``False`` = ``fp32``
+            (``None``: use ``precision``).
 
     Example:
         >>> maps = get_explainer("lime", model, samples=256, seed=0).attribute(x)
@@ -76,20 +108,25 @@ class LimeExplainer(Explainer):
 
     signed = True
 
-    def __init__(self, model, layer=None, *, samples: int = 256, segments: int = 40,
+    def __init__(self, model, layer=None, *, samples: int = 256, segments: int = 60,
                  compactness: float = 0.08, kernel_width: float = 0.25, seed: int = 0,
-                 batch_size: int = 128, fast: bool = True) -> None:
+                 batch_size: int = 256, precision: str = "auto", fast: bool | None = None
+                 ) -> None:
         super().__init__(model, layer)
         self.samples, self.segments, self.compactness = samples, segments, compactness
-        self.kernel_width, self.seed, self.batch_size, self.fast = (kernel_width, seed,
-                                                                     batch_size, fast)
+        self.kernel_width, self.seed, self.batch_size = kernel_width, seed, batch_size
+        if fast is not None:
+            precision = "bf16" if fast else "fp32"
+        self.precision = resolve_precision(precision)
         self.last_segments: list[np.ndarray] = []  # the superpixels of the last call, for figures
 
     def _classifier(self):
-        model = self.model
-        if self.fast:
-            # A private copy: converting memory format in place would change the caller's model.
-            model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        from ..cpu import inference_copy
+
+        # A private copy: folding batch norms and converting memory format in place would change
+        # the caller's model. Weights held in bf16 are cast once, not on every call (autocast).
+        model = inference_copy(self.model, bf16=self.precision == "bf16")
+        dtype = next(model.parameters()).dtype
 
         def classify(batch: np.ndarray) -> np.ndarray:
             x = torch.from_numpy(np.ascontiguousarray(batch[..., 0], dtype=np.float32))
@@ -97,12 +134,8 @@ class LimeExplainer(Explainer):
             out = []
             with torch.inference_mode():
                 for i in range(0, len(x), self.batch_size):
-                    xb = x[i:i + self.batch_size]
-                    if self.fast:
-                        with torch.autocast("cpu", dtype=torch.bfloat16):
-                            logits = model(xb.contiguous(memory_format=torch.channels_last))
-                    else:
-                        logits = model(xb)
+                    xb = x[i:i + self.batch_size].to(dtype)
+                    logits = model(xb.contiguous(memory_format=torch.channels_last))
                     out.append(logits.float().softmax(1))
             return torch.cat(out).numpy().astype(np.float64)
 
