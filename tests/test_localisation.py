@@ -14,7 +14,6 @@ from ferlab.errors import ConfigError
 from ferlab.explain import get_explainer, list_layers, list_methods
 from ferlab.explain.base import default_cam_layers
 from ferlab.explain.command import format_check, format_layers, random_verdict
-from ferlab.explain.lime import resolve_precision
 from ferlab.explain.localisation import (
     box_test_faces,
     localisation_check,
@@ -169,14 +168,13 @@ def test_gradcam_on_a_global_average_head_matches_the_paper():
 
 
 def test_lime_precision_auto_follows_native_bf16(monkeypatch, box_model):
-    import ferlab.cpu
+    import ferlab.precision
 
-    monkeypatch.setattr(ferlab.cpu, "bf16_is_native", lambda: False)
-    assert resolve_precision("auto") == "fp32"
+    monkeypatch.setattr(ferlab.precision, "bf16_is_native", lambda: False)
     assert get_explainer("lime", box_model).precision == "fp32"
-    monkeypatch.setattr(ferlab.cpu, "bf16_is_native", lambda: True)
-    assert resolve_precision("auto") == "bf16"
-    assert resolve_precision("fp32") == "fp32"
+    monkeypatch.setattr(ferlab.precision, "bf16_is_native", lambda: True)
+    assert get_explainer("lime", box_model).precision == "bf16"
+    assert get_explainer("lime", box_model, precision="fp32").precision == "fp32"
     assert get_explainer("lime", box_model, fast=False).precision == "fp32"  # the old switch
     assert get_explainer("lime", box_model, fast=True).precision == "bf16"
     with pytest.raises(ConfigError, match="precision"):

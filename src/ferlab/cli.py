@@ -645,9 +645,7 @@ def add_explain(sub) -> None:
     g.add_argument("--lime-samples", type=_positive_int, default=256)
     g.add_argument("--lime-segments", type=_positive_int, default=60,
                    help="SLIC superpixels asked for (about 3/4 survive merging)")
-    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
-                   help="precision LIME classifies its perturbed faces in; auto: bf16 only on "
-                        "CPUs that compute it natively (AVX-512 bf16 / AMX), else float32")
+    _add_compute(p, threads_help="torch threads (default 0: every core)")
 
 
 def cmd_explain(args) -> int:
@@ -661,7 +659,9 @@ def cmd_explain(args) -> int:
         parse_methods,
     )
     from .model_io import load_model
+    from .threads import configure_threads
 
+    configure_threads(args.threads, "batch")
     model = load_model(args.model)
     if args.list_layers:
         print(format_layers(list_layers(model)))
@@ -685,7 +685,7 @@ def cmd_explain(args) -> int:
                         "seed": args.seed},
         method_options={"lime": {"samples": args.lime_samples, "segments": args.lime_segments,
                                  "seed": args.seed,
-                                 "precision": getattr(args, "precision", None) or "auto"},
+                                 "precision": _precision(args)},
                         "smoothgrad": {"seed": args.seed}})
     if "check" in summary:
         print(format_check(summary["check"], summary.get("localisation")))

@@ -205,8 +205,7 @@ def feature_map_grid(face: np.ndarray, fmap: np.ndarray, layer: str, path: str |
                                  gridspec_kw={"width_ratios": [1, 4]})
     a0.imshow(face, cmap="gray", vmin=0, vmax=255)
     a0.set_title(title or "face", fontsize=8)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("white")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
     a1.imshow(mosaic, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     for i in range(c) if c <= 256 else ():
         r, q = divmod(i, cols)

@@ -15,7 +15,8 @@ import torch
 from skimage.segmentation import slic
 
 from ..constants import IMAGE_SIZE
-from ..errors import ConfigError
+from ..precision import resolve_precision
+from ..predict import DEFAULT_BATCH
 from .base import Explainer, register_explainer
 
 
@@ -58,26 +59,6 @@ def _explainer_class():
     return _FaceLime
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def resolve_precision(precision: str) -> str:
-    """``fp32`` or ``bf16`` for a ``precision`` of ``auto`` / ``fp32`` / ``bf16``.
-
-    ``auto`` is bf16 only where this CPU computes it natively (``ferlab.cpu.bf16_is_native``):
-    elsewhere (AMD Zen 3, older Intel) oneDNN emulates bf16 several times slower than float32.
-
-    Raises:
-        ConfigError: an unknown precision.
-    """
-    from ..cpu import bf16_is_native
-
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        return "bf16" if bf16_is_native() else "fp32"
-    return precision
-
 
 @register_explainer("lime")
 class LimeExplainer(Explainer):
@@ -110,14 +91,16 @@ class LimeExplainer(Explainer):
 
     def __init__(self, model, layer=None, *, samples: int = 256, segments: int = 60,
                  compactness: float = 0.08, kernel_width: float = 0.25, seed: int = 0,
-                 batch_size: int = 256, precision: str = "auto", fast: bool | None = None
+                 batch_size: int = DEFAULT_BATCH, precision: str = "auto",
+                 fast: bool | None = None
                  ) -> None:
         super().__init__(model, layer)
         self.samples, self.segments, self.compactness = samples, segments, compactness
         self.kernel_width, self.seed, self.batch_size = kernel_width, seed, batch_size
         if fast is not None:
             precision = "bf16" if fast else "fp32"
-        self.precision = resolve_precision(precision)
+        # ferlab.precision decides, as for every command: bf16 only where it is native.
+        self.precision = resolve_precision(precision).name
         self.last_segments: list[np.ndarray] = []  # the superpixels of the last call, for figures
 
     def _classifier(self):
