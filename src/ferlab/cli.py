@@ -21,7 +21,30 @@ EXIT_INTERRUPTED = 130
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own errors: one line, status 2, like ours
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (run '{self.prog} --help')\n")
+
+
+def _model_names() -> list[str]:
+    """The registry's model names, for ``train --model``'s choices, without importing torch.
+
+    Once :mod:`ferlab.models` is loaded (a Python caller, who may have registered models of
+    their own) this is ``list_models()``; otherwise the names are read from the
+    ``@register_model("name", ...)`` lines of ``ferlab/models/*.py``, so that ``ferlab train
+    --help`` need not spend seconds importing torch. A test checks both give the same names.
+    """
+    if "ferlab.models" in sys.modules:
+        from .models import list_models
+
+        return list_models()
+    import ast
+
+    names = []
+    for path in sorted((Path(__file__).parent / "models").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "register_model"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                names.append(node.args[0].value)
+    return sorted(names)
 
 
 def _positive_int(s: str) -> int:
@@ -117,7 +140,6 @@ def cmd_models(args) -> int:
 
 def add_train(sub) -> None:
     from .config import DEVICES, OPTIMIZERS, SCHEDULES, AugmentConfig, TrainConfig
-    from .models import list_models
 
     t, a = TrainConfig(), AugmentConfig()
     p = sub.add_parser(
@@ -126,7 +148,7 @@ def add_train(sub) -> None:
                     "model.safetensors (best by validation accuracy) and metrics.json to --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", help="training data: fer2013.csv(.gz), train.csv or image folder")
-    p.add_argument("--model", default="cnn", choices=list_models(), help="model name")
+    p.add_argument("--model", default="cnn", choices=_model_names(), help="model name")
     p.add_argument("--model-args", type=_json_dict, default={},
                    help="JSON keyword arguments of the model, e.g. '{\"width\": 32}'")
     p.add_argument("--out", help="run folder to create")
@@ -317,7 +339,7 @@ def cmd_video(args) -> int:
 
 
 def _add_detector(p) -> None:
-    from .faces import DEFAULT_DETECTOR, DETECTORS
+    from .constants import DEFAULT_DETECTOR, DETECTORS
 
     p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
                    help="face detector for photos and video: MediaPipe's BlazeFace network, "
@@ -640,6 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     module = sys.modules[__name__]
     for name in COMMANDS:
         getattr(module, f"add_{name.replace('-', '_')}")(sub)
+    parser.subcommands = sub.choices  # name -> its parser, for errors found after parsing
     return parser
 
 
@@ -666,7 +689,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's own parser, so the hint names its --help
+        where = parser.subcommands.get(args.command, parser) if args.command else parser
+        where.error(f"unrecognized arguments: {' '.join(extra)}")
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
