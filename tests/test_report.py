@@ -93,11 +93,29 @@ def report_runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def report_html(report_runs):
-    r = report_runs
+def report_build(report_runs):
+    """The report of the cnn run beside the dnn run, and the lines it logged as it went."""
+    r, lines = report_runs, []
     out = write_report(r["root"] / "report.html", [r["cnn"]], compare=[r["dnn"]], data=r["csv"],
-                       progress=False, effort=QUICK)
-    return out
+                       progress=False, effort=QUICK, log=lines.append)
+    return out, lines
+
+
+@pytest.fixture(scope="session")
+def report_html(report_build):
+    return report_build[0]
+
+
+def test_report_says_what_it_is_doing_section_by_section(report_build):
+    lines = report_build[1]
+    n = len(SECTION_IDS)
+    assert lines[0].startswith("reading ") and lines[1].startswith("evaluating cnn on 70 faces")
+    for i, sid in enumerate(SECTION_IDS, 1):
+        start = lines.index(f"section {i}/{n}: {sid} ...")
+        assert re.match(rf"section {i}/{n}: {sid}: \d+ blocks in [\d.]+ s$", lines[start + 1]
+                        ) or sid == "explanations", lines[start:start + 2]
+    explain = lines.index(f"section 7/{n}: explanations ...")
+    assert any("LIME" in ln for ln in lines[explain:])  # and step by step inside it
 
 
 def test_every_section_is_there_in_order(report_html):

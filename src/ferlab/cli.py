@@ -407,6 +407,8 @@ def cmd_evaluate(args) -> int:
     faces = select_split(faces, split)
     shown = "+".join(faces.split_names()) or "all"
     tta = _tta(args)
+    _progress_line("evaluate")(f"scoring {len(faces):,} faces [{shown}]"
+                               + (f" with {tta} TTA" if tta else "") + " ...")
     ev = evaluate_model(model, faces, tta=tta, bf16=args.bf16, batch_size=args.batch_size,
                         model_name=f"{model_description(model)} ({args.model})", split=shown)
     paths = write_evaluation(ev, args.out, json_path=args.json, per_class=args.mistakes)
@@ -551,7 +553,7 @@ def cmd_report(args) -> int:
     from .report import write_report
 
     path = write_report(args.out, args.runs, compare=args.compare, data=args.data,
-                        lang=args.lang)
+                        lang=args.lang, log=_progress_line("report"))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -631,6 +633,9 @@ def cmd_explain(args) -> int:
 
         faces = load_faces(args.data)
     extra = [m for m in methods if m in EXTRA_METHODS]
+    _progress_line("explain")(f"{', '.join(methods)}"
+                              + (f" on {len(sel)} faces" if sel is not None else "")
+                              + (", then --check" if args.check else "") + " ...")
     summary = explain_to_folder(
         model, args.out, methods, sel, faces, args.layer, check=args.check,
         filter_options={"filters": args.filters, "steps": args.steps, "lr": args.lr,
@@ -720,6 +725,15 @@ def _main(argv: list[str] | None) -> int:
         print(f"ferlab {args.command}: internal error (please report it with the --debug "
               f"traceback): {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 1
+
+
+def _progress_line(command: str):
+    """A ``log`` callback printing ``ferlab COMMAND: what`` on stderr, flushed at once, so that
+    a long command says what it is doing on a terminal, in a log file and in a pipe alike."""
+    def log(message: str) -> None:
+        print(f"ferlab {command}: {message}", file=sys.stderr, flush=True)
+
+    return log
 
 
 def _one_line(e: BaseException) -> str:

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from .constants import EMOTIONS, NUM_CLASSES
 from .cpu import autocast_bf16
 from .data import FaceSet, load_faces
 from .errors import ConfigError
 from .io_utils import write_text
+from .progress import progress_bar
 
 FORMATS = ("auto", "submission", "probs")
 TTA_MODES = ("flip", "shift")
@@ -120,8 +120,8 @@ def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *,
     if to_cl:
         model.to(memory_format=torch.channels_last)
     try:
-        with tqdm(total=len(images_t), desc="predict", unit="face", leave=False,
-                  disable=None if progress else True, dynamic_ncols=True) as bar:
+        with progress_bar(total=len(images_t), desc="predict", unit="face", leave=False,
+                          disable=None if progress else True, dynamic_ncols=True) as bar:
             for i in range(0, len(images_t), batch_size):
                 x = images_t[i:i + batch_size].unsqueeze(1).float().div_(255.0)
                 with autocast_bf16(bf16):

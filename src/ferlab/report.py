@@ -530,7 +530,8 @@ class _Report:
     """Builds the sections of one report. Each ``_section_*`` returns a Section."""
 
     def __init__(self, runs: Sequence[Run], compare: Sequence[Run], data: str | Path | None,
-                 lang: str, progress: bool, tmp: Path, effort: dict[str, int]) -> None:
+                 lang: str, progress: bool, tmp: Path, effort: dict[str, int],
+                 log: Callable[[str], None] = lambda s: None) -> None:
         self.runs, self.compare = list(runs), list(compare)
         self.all = self.runs + self.compare
         names = [r.name for r in self.all]
@@ -538,6 +539,7 @@ class _Report:
             # Names label every table and figure; two runs with one name would be ambiguous.
             raise FerlabError(f"runs must have different folder names, got {names}")
         self.data, self.lang, self.progress, self.tmp = data, lang, progress, tmp
+        self.log = log
         self.effort = {**EFFORT, **effort}
         self.faces = None
         self.evaluations: dict[str, Any] = {}
@@ -558,6 +560,7 @@ class _Report:
             return
         from .data import load_faces
 
+        self.log(f"reading {self.data} ...")
         self.faces = load_faces(self.data)
         if not self.faces.has_labels:
             raise FerlabError(f"{self.data}: faces have no labels; the report needs labelled "
@@ -577,9 +580,10 @@ class _Report:
         split_label = ", ".join(split_name(self.lang, s) for s in split) or "validation"
         self.eval_note = self.t("eval_on", n=len(self.eval_set), split=split_label,
                                 run=self.runs[0].name)
-        for run in self.all:
-            if not run.has_model:
-                continue
+        scored = [run for run in self.all if run.has_model]
+        for i, run in enumerate(scored, 1):
+            self.log(f"evaluating {run.name} on {len(self.eval_set):,} faces "
+                     f"({i}/{len(scored)}) ...")
             ev = evaluate_model(load_model(run.path), self.eval_set, progress=self.progress,
                                 model_name=run.name, split="/".join(split))
             self.evaluations[run.name] = ev
@@ -962,7 +966,9 @@ class _Explanations:
         right = select_faces(model, self.faces, "random-correct", per_class=1, seed=0)
         x = right.inputs()
         maps: dict[str, Any] = {}
+        log = self.rep.log
 
+        log(f"  saliency maps of {len(right)} faces ...")
         s.add(h3(self.t("saliency")))
         if len(right):
             maps["saliency"] = get_explainer("saliency", model).attribute(x)
@@ -983,6 +989,7 @@ class _Explanations:
 
         s.add(h3(self.t("lime")))
         lime_n = self.rep.effort["lime_samples"]
+        log(f"  LIME, {lime_n} samples per face, on right and wrong faces ...")
         if len(right):
             maps["lime"] = get_explainer("lime", model, seed=0, samples=lime_n).attribute(x)
             s.add(figure(explanation_grid(right, maps["lime"].numpy(), "LIME",
@@ -1000,6 +1007,7 @@ class _Explanations:
 
         if convs:
             s.add(h3(self.t("gradcam")))
+            log("  Grad-CAM ...")
             if len(right):
                 cam = get_explainer("gradcam", model)
                 maps["gradcam"] = cam.attribute(x)
@@ -1035,6 +1043,8 @@ class _Explanations:
         self.s.add(h3(self.t("filters")))
         obs = []
         for layer in self.chosen_layers(convs):
+            self.rep.log(f"  filters of {layer} by gradient ascent "
+                         f"({self.rep.effort['filter_steps']} steps) ...")
             res = visualize_filters(self.model, layer, filters=16,
                                     steps=self.rep.effort["filter_steps"],
                                     progress=self.rep.progress)
@@ -1065,6 +1075,7 @@ class _Explanations:
 
         self.s.add(h3(self.t("filter_emotion")))
         layers = self.chosen_layers(convs)
+        self.rep.log(f"  filter -> emotion table of {', '.join(layers)} ...")
         tables = [filter_emotion(self.model, self.faces, layer,
                                  max_per_class=self.rep.effort["faces_per_class"],
                                  progress=self.rep.progress) for layer in layers]
@@ -1087,6 +1098,7 @@ class _Explanations:
         from .explain import compare_methods, randomization_check
         from .explain.figures import deletion_insertion_figure
 
+        self.rep.log(f"  deletion/insertion and randomisation checks of {', '.join(maps)} ...")
         self.s.add(h3(self.t("checks")), para(self.t("checks_intro")))
         res = compare_methods(self.model, x, methods=list(maps), maps=maps, steps=16)
         rand = res["random"].summary()
@@ -1131,8 +1143,9 @@ def build_report(runs: Sequence[str | Path], compare: Sequence[str | Path] = (),
         data: a labelled data file (fer2013.csv); without it the data, results, mistakes and
             explanation sections hold a note instead.
         lang: ``en`` or ``zh``.
-        progress: progress bars.
-        log: where one line per finished step goes.
+        progress: progress bars (plain progress lines when stderr is not a terminal).
+        log: where a line goes as each step starts and ends: what the report is doing, and
+            how long each section took (``ferlab report`` prints them on stderr).
         effort: overrides of :data:`EFFORT` (gradient-ascent steps, LIME samples, faces per
             class for the filter-emotion table), e.g. smaller for tests.
 
@@ -1140,27 +1153,27 @@ def build_report(runs: Sequence[str | Path], compare: Sequence[str | Path] = (),
         >>> html = build_report(["runs/cnn"], compare=["runs/dnn"], data="fer2013.csv")
         ... # doctest: +SKIP
     """
-    from tqdm import tqdm
-
     lang = check_lang(lang)
     if not runs:
         raise FerlabError("report needs at least one run folder")
     main = [load_run(r) for r in runs]
     other = [load_run(r) for r in compare]
     with tempfile.TemporaryDirectory(prefix="ferlab-report-") as tmp:
-        rep = _Report(main, other, data, lang, progress, Path(tmp), effort or {})
+        rep = _Report(main, other, data, lang, progress, Path(tmp), effort or {}, log)
         t0 = time.perf_counter()
         rep.load_faces()
         rep.evaluate()
-        log(f"data and evaluation: {time.perf_counter() - t0:.1f} s")
-        steps = [getattr(rep, f"section_{sid}") for sid in SECTION_IDS]
+        if data is not None:
+            log(f"data and evaluation: {_fmt_seconds(time.perf_counter() - t0)}")
         sections = []
-        for step in tqdm(steps, desc="report", unit="section", disable=None if progress else True,
-                         leave=False):
+        # One line as each section starts (what it is doing) and one as it ends (how long it
+        # took): the explanations of a large model alone can take minutes.
+        for i, sid in enumerate(SECTION_IDS, 1):
+            log(f"section {i}/{len(SECTION_IDS)}: {sid} ...")
             t0 = time.perf_counter()
-            sections.append(step())
-            log(f"section {sections[-1].id}: {len(sections[-1].blocks)} blocks, "
-                f"{time.perf_counter() - t0:.1f} s")
+            sections.append(getattr(rep, f"section_{sid}")())
+            log(f"section {i}/{len(SECTION_IDS)}: {sid}: {len(sections[-1].blocks)} blocks in "
+                f"{_fmt_seconds(time.perf_counter() - t0)}")
     names = ", ".join(r.name for r in main + other)
     meta = [tr(lang, "runs_line", runs=", ".join(str(r.path) for r in main + other))]
     if data is not None:

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from .constants import EMOTIONS
 from .errors import ConfigError, DataError
 from .faces import Photo
 from .io_utils import write_text
+from .progress import progress_bar
 from .recognizer import COLORS, Face, Recognizer, annotate
 
 CSV_COLUMNS = ["frame", "time_s", "face", "x", "y", "w", "h", "label", *EMOTIONS]
@@ -127,8 +127,8 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
     n_read = n_done = n_face = 0
     faces: list[Face] = []
     start = time.perf_counter()
-    bar = tqdm(total=total or None, desc=f"video {Path(label).name}", unit="frame",
-               disable=None if progress else True, dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=total or None, desc=f"video {Path(label).name}", unit="frame",
+                       disable=None if progress else True, dynamic_ncols=True, leave=False)
     try:
         while max_frames is None or n_read < max_frames:
             ok, frame = cap.read()
