@@ -72,5 +72,5 @@ def test_chinese_figures_only_where_a_font_has_the_glyphs(monkeypatch):
     monkeypatch.setattr(plots, "cjk_font", lambda: "Noto Sans CJK SC")
     assert plots.figure_language("zh") == "zh"
     with figure_fonts("zh"):
-        assert plt.rcParams["font.sans-serif"] == ["DejaVu Sans", "Noto Sans CJK SC"]
-    assert "Noto Sans CJK SC" not in plt.rcParams["font.sans-serif"]  # restored afterwards
+        assert plt.rcParams["font.family"] == ["DejaVu Sans", "Noto Sans CJK SC"]
+    assert "Noto Sans CJK SC" not in plt.rcParams["font.family"]  # restored afterwards

@@ -52,8 +52,9 @@ def figure_fonts(lang: str) -> Iterator[None]:
     if font is None:
         yield
         return
-    with matplotlib.rc_context({"font.family": "sans-serif",
-                                "font.sans-serif": ["DejaVu Sans", font]}):
+    # A list of families, not "sans-serif": matplotlib falls back glyph by glyph only along
+    # font.family itself.
+    with matplotlib.rc_context({"font.family": ["DejaVu Sans", font]}):
         yield
 
 
