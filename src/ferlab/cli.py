@@ -86,7 +86,9 @@ def add_data(sub) -> None:
                        description="Read a data file or folder, print class counts per split "
                                    "and write a PNG grid of sample faces per class.")
     p.add_argument("path", help="fer2013.csv, train.csv, test.csv (plain or .gz) or image folder")
-    p.add_argument("--out", default="faces.png", help="PNG grid to write (default faces.png)")
+    p.add_argument("--out", default="faces.png",
+                   help="PNG grid to write (default faces.png; .png is added to a name without "
+                        "it)")
     p.add_argument("--per-class", type=_positive_int, default=8, help="faces per class row")
     p.add_argument("--seed", type=int, default=0, help="which faces are sampled")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
@@ -109,8 +111,11 @@ def cmd_data(args) -> int:
         print(f"skipped {len(faces.skipped)} bad rows; first: row {faces.skipped[0][0]}: "
               f"{faces.skipped[0][1]}")
     if faces.has_labels:
-        sample_grid(faces, args.out, per_class=args.per_class, seed=args.seed)
-        print(f"wrote {args.out}")
+        out = Path(args.out)
+        if out.suffix.lower() != ".png":  # the grid is always a PNG: say so in its name
+            out = out.with_name(out.name + ".png")
+        sample_grid(faces, out, per_class=args.per_class, seed=args.seed)
+        print(f"wrote {out}")
     return 0
 
 
@@ -125,12 +130,21 @@ def add_models(sub) -> None:
 
 
 def cmd_models(args) -> int:
-    from .models import describe_model, list_models, model_stats
+    from .model_io import BUNDLED, bundled_model_path, load_model
+    from .models import count_params, describe_model, forward_mflops, list_models, model_stats
 
     print(f"{'name':<11}{'parameters':>13}{'BN stats':>10}{'MFLOPs':>9}  description")
     for name in list_models():
         s = model_stats(name)
         print(f"{name:<11}{s.params:>13,}{s.buffers:>10,}{s.mflops:>9.1f}  {describe_model(name)}")
+    # 'bundled' is a trained model, not a registry name: say which architecture it is.
+    bundled = load_model(BUNDLED)
+    params, buffers = count_params(bundled)
+    kwargs = f" {json.dumps(bundled.kwargs)}" if bundled.kwargs else ""
+    path = bundled_model_path()
+    print(f"{BUNDLED:<11}{params:>13,}{buffers:>10,}{forward_mflops(bundled):>9.1f}  the default "
+          f"MODEL of every command: a trained {bundled.name}{kwargs} "
+          f"({path.name}, {path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -284,7 +298,7 @@ def cmd_demo(args) -> int:
 
     r = run_demo(args.out, model=args.model, photo=args.photo)
     print(f"{r.photo}: {len(r.faces)} face{'s' if len(r.faces) != 1 else ''}")
-    for i, f in enumerate(r.faces):
+    for i, f in enumerate(sorted(r.faces, key=lambda f: (f.box.x, f.box.y))):  # left to right
         print(f"  face {i}: box x={f.box.x} y={f.box.y} w={f.box.w} h={f.box.h}  "
               f"{f.label} {f.score:.0%}")
     for n in r.notes:
@@ -306,7 +320,8 @@ def add_video(sub) -> None:
         "video", help="emotions over time in a video file or a camera",
         description="Find and classify the faces in every Nth frame of a video (or a camera) and "
                     "write emotions.csv (one row per face per analysed frame), emotions.png "
-                    "(emotions over time of the largest face) and, with --annotate, "
+                    "(emotions over time of the largest face; a dotted line where another "
+                    "person becomes the largest) and, with --annotate, "
                     "annotated.mp4. A camera runs until Ctrl-C or --max-frames.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("input", nargs="?", help="video file (anything OpenCV reads: mp4, avi, ...)")
@@ -570,7 +585,8 @@ def add_explain(sub) -> None:
                     "gradient ascent, feature maps, the filter -> emotion table. --check scores "
                     "each map method by deletion/insertion, to compare methods on your model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="run folder, model file or 'bundled'")
+    p.add_argument("--model", default="bundled",
+                   help="run folder, model file, ensemble folder or 'bundled'")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", help="faces: fer2013.csv, train.csv, test.csv or image folder")
     src.add_argument("--image", nargs="+", metavar="PHOTO",
