@@ -649,9 +649,6 @@ def cmd_explain(args) -> int:
 
         faces = load_faces(args.data)
     extra = [m for m in methods if m in EXTRA_METHODS]
-    _progress_line("explain")(f"{', '.join(methods)}"
-                              + (f" on {len(sel)} faces" if sel is not None else "")
-                              + (", then --check" if args.check else "") + " ...")
     summary = explain_to_folder(
         model, args.out, methods, sel, faces, args.layer, check=args.check,
         filter_options={"filters": args.filters, "steps": args.steps, "lr": args.lr,

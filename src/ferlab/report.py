@@ -543,7 +543,6 @@ class _Report:
             return
         from .data import load_faces
 
-        self.log(f"reading {self.data} ...")
         self.faces = load_faces(self.data)
         if not self.faces.has_labels:
             raise FerlabError(f"{self.data}: faces have no labels; the report needs labelled "
