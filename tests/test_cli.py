@@ -43,3 +43,20 @@ def test_train_one_epoch_then_refuses_to_overwrite(fer_csv, tmp_path, capsys):
     assert "git_commit" in cfg
     assert main(args) == 2
     assert "--force" in capsys.readouterr().err
+
+
+def test_data_out_without_suffix_gets_png(fer_csv, tmp_path, capsys):
+    assert main(["data", str(fer_csv), "--out", str(tmp_path / "grid")]) == 0
+    assert (tmp_path / "grid.png").exists() and not (tmp_path / "grid").exists()
+    assert f"wrote {tmp_path / 'grid.png'}" in capsys.readouterr().out
+
+
+def test_models_says_what_bundled_is(capsys):
+    assert main(["models"]) == 0
+    bundled = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("bundled")]
+    assert len(bundled) == 1 and "a trained vgg" in bundled[0] and "MB)" in bundled[0]
+
+
+def test_explain_defaults_to_the_bundled_model(capsys):
+    assert main(["explain", "--list-layers"]) == 0
+    assert "conv" in capsys.readouterr().out.lower()

@@ -87,6 +87,18 @@ def test_confident_mistakes_order_and_limit():
     assert m[1].tolist() == [] and set(m) == set(range(7))
 
 
+def test_confident_mistakes_show_each_image_once():
+    labels = np.array([0, 0, 0, 1])
+    probs = _onehot_probs(np.array([3, 3, 3, 2]), 0.5)
+    probs[:, 3] = [0.9, 0.8, 0.7, 0.0]
+    probs[3, 2] = 0.6
+    images = np.zeros((4, 48, 48), np.uint8)
+    images[2] = 7  # faces 0, 1 and 3 are one image (FER2013 has such duplicates)
+    m = confident_mistakes(probs, labels, per_class=3, images=images)
+    assert m[0].tolist() == [0, 2] and m[1].tolist() == []  # face 3 too repeats face 0
+    assert confident_mistakes(probs, labels, per_class=3)[0].tolist() == [0, 1, 2]
+
+
 def test_evaluate_model_and_tta(eval_run, faces):
     model = load_model(eval_run)
     test = select_split(faces, "PublicTest")

@@ -129,6 +129,12 @@ def test_without_native_bf16_every_default_is_fp32(eval_run, faces, no_native_bf
     assert rec.precision.name == "fp32" and rec.computes_in == "fp32"
     assert next(rec._fast.parameters()).dtype == torch.float32
     assert not BlazeFaceDetector(backend="torch").bf16
+    from ferlab.explain import get_explainer
+
+    assert get_explainer("lime", model).precision == "fp32"
+    from ferlab.runtime_choice import resolve_runtime
+
+    assert resolve_runtime("auto", 1, "bundled") == "torch"  # int8 ONNX unmeasured there
 
 
 def test_with_native_bf16_the_defaults_take_it(eval_run, monkeypatch):

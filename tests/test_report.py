@@ -93,11 +93,30 @@ def report_runs(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def report_html(report_runs):
-    r = report_runs
+def report_build(report_runs):
+    """The report of the cnn run beside the dnn run, and the lines it logged as it went."""
+    r, lines = report_runs, []
     out = write_report(r["root"] / "report.html", [r["cnn"]], compare=[r["dnn"]], data=r["csv"],
-                       progress=False, effort=QUICK)
-    return out
+                       progress=False, effort=QUICK, log=lines.append)
+    return out, lines
+
+
+@pytest.fixture(scope="session")
+def report_html(report_build):
+    return report_build[0]
+
+
+def test_report_says_what_it_is_doing_section_by_section(report_build):
+    lines = report_build[1]
+    n = len(SECTION_IDS)
+    # Loading errors stay one line on stderr: the first line comes once the faces are read.
+    assert lines[0].startswith("evaluating cnn on 70 faces (1/2)")
+    for i, sid in enumerate(SECTION_IDS, 1):
+        start = lines.index(f"section {i}/{n}: {sid} ...")
+        assert re.match(rf"section {i}/{n}: {sid}: \d+ blocks in [\d.]+ s$", lines[start + 1]
+                        ) or sid == "explanations", lines[start:start + 2]
+    explain = lines.index(f"section 7/{n}: explanations ...")
+    assert any("LIME" in ln for ln in lines[explain:])  # and step by step inside it
 
 
 def test_every_section_is_there_in_order(report_html):
@@ -143,7 +162,12 @@ def test_zh_headings_without_data_via_cli(report_runs, capsys):
     code = main(["report", str(r["cnn"]), "--compare", str(r["dnn"]), "--lang", "zh",
                  "--out", str(out)])
     assert code == 0
-    assert "wrote" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "wrote" in captured.out
+    # The command says on stderr what it is doing, section by section.
+    started = [ln for ln in captured.err.splitlines() if ln.endswith(" ...")]
+    assert started == [f"ferlab report: section {i}/{len(SECTION_IDS)}: {sid} ..."
+                       for i, sid in enumerate(SECTION_IDS, 1)]
     html = out.read_text(encoding="utf-8")
     page = parse(html)
     assert page.h2[1:] == [STRINGS["zh"][s] for s in SECTION_IDS]
@@ -259,3 +283,15 @@ def test_opens_in_headless_chromium_without_console_errors(chromium, report_html
         im = np.asarray(Image.open(shots / name).convert("L"))
         assert im.std() > 10  # not a blank page
     print(f"screenshots in {shots}")
+
+
+def test_overfitting_subsection_only_where_it_happens(report_runs, report_html):
+    from ferlab.train import read_history
+
+    html = report_html.read_text(encoding="utf-8")
+    training = html.split('<section id="training">')[1].split("</section>")[0]
+    episodes = [overfitting_episode(read_history(report_runs[n])) for n in ("cnn", "dnn")]
+    assert (tr("en", "overfitting") in training) == any(e is not None for e in episodes)
+    assert tr("en", "cap_curves") in training and "solid" in tr("en", "cap_curves")
+    flat = [{**r, "val_loss": 1.0 - 0.1 * r["epoch"]} for r in read_history(report_runs["cnn"])]
+    assert overfitting_episode(flat) is None  # loss falling throughout: nothing to explain

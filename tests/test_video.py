@@ -132,3 +132,10 @@ def test_cli_video(video, model_file, tmp_path, capsys):
     rc = cli.main(["video", "--camera", "97", "--out", str(out), "--model", str(model_file)])
     err = capsys.readouterr().err
     assert rc == 2 and "camera 97" in err and "Traceback" not in err
+
+
+def test_a_switch_of_the_largest_face_is_found():
+    from ferlab.video import face_switches
+
+    boxes = {0: (10, 10, 60, 60), 1: (14, 12, 60, 60), 3: (400, 20, 70, 70), 4: (405, 22, 70, 70)}
+    assert face_switches(boxes) == [3]  # frame 2 had no face; the face moves but stays one

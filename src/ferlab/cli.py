@@ -21,7 +21,30 @@ EXIT_INTERRUPTED = 130
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse's own errors: one line, status 2, like ours
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (run '{self.prog} --help')\n")
+
+
+def _model_names() -> list[str]:
+    """The registry's model names, for ``train --model``'s choices, without importing torch.
+
+    Once :mod:`ferlab.models` is loaded (a Python caller, who may have registered models of
+    their own) this is ``list_models()``; otherwise the names are read from the
+    ``@register_model("name", ...)`` lines of ``ferlab/models/*.py``, so that ``ferlab train
+    --help`` need not spend seconds importing torch. A test checks both give the same names.
+    """
+    if "ferlab.models" in sys.modules:
+        from .models import list_models
+
+        return list_models()
+    import ast
+
+    names = []
+    for path in sorted((Path(__file__).parent / "models").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "register_model"
+                    and node.args and isinstance(node.args[0], ast.Constant)):
+                names.append(node.args[0].value)
+    return sorted(names)
 
 
 def _positive_int(s: str) -> int:
@@ -89,7 +112,9 @@ def add_data(sub) -> None:
                        description="Read a data file or folder, print class counts per split "
                                    "and write a PNG grid of sample faces per class.")
     p.add_argument("path", help="fer2013.csv, train.csv, test.csv (plain or .gz) or image folder")
-    p.add_argument("--out", default="faces.png", help="PNG grid to write (default faces.png)")
+    p.add_argument("--out", default="faces.png",
+                   help="PNG grid to write (default faces.png; .png is added to a name without "
+                        "it)")
     p.add_argument("--per-class", type=_positive_int, default=8, help="faces per class row")
     p.add_argument("--seed", type=int, default=0, help="which faces are sampled")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
@@ -112,8 +137,11 @@ def cmd_data(args) -> int:
         print(f"skipped {len(faces.skipped)} bad rows; first: row {faces.skipped[0][0]}: "
               f"{faces.skipped[0][1]}")
     if faces.has_labels:
-        sample_grid(faces, args.out, per_class=args.per_class, seed=args.seed)
-        print(f"wrote {args.out}")
+        out = Path(args.out)
+        if out.suffix.lower() != ".png":  # the grid is always a PNG: say so in its name
+            out = out.with_name(out.name + ".png")
+        sample_grid(faces, out, per_class=args.per_class, seed=args.seed)
+        print(f"wrote {out}")
     return 0
 
 
@@ -128,12 +156,21 @@ def add_models(sub) -> None:
 
 
 def cmd_models(args) -> int:
-    from .models import describe_model, list_models, model_stats
+    from .model_io import BUNDLED, bundled_model_path, load_model
+    from .models import count_params, describe_model, forward_mflops, list_models, model_stats
 
     print(f"{'name':<11}{'parameters':>13}{'BN stats':>10}{'MFLOPs':>9}  description")
     for name in list_models():
         s = model_stats(name)
         print(f"{name:<11}{s.params:>13,}{s.buffers:>10,}{s.mflops:>9.1f}  {describe_model(name)}")
+    # 'bundled' is a trained model, not a registry name: say which architecture it is.
+    bundled = load_model(BUNDLED)
+    params, buffers = count_params(bundled)
+    kwargs = f" {json.dumps(bundled.kwargs)}" if bundled.kwargs else ""
+    path = bundled_model_path()
+    print(f"{BUNDLED:<11}{params:>13,}{buffers:>10,}{forward_mflops(bundled):>9.1f}  the default "
+          f"MODEL of every command: a trained {bundled.name}{kwargs} "
+          f"({path.name}, {path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -143,7 +180,6 @@ def cmd_models(args) -> int:
 
 def add_train(sub) -> None:
     from .config import DEVICES, OPTIMIZERS, SCHEDULES, AugmentConfig, TrainConfig
-    from .models import list_models
 
     t, a = TrainConfig(), AugmentConfig()
     p = sub.add_parser(
@@ -152,7 +188,7 @@ def add_train(sub) -> None:
                     "model.safetensors (best by validation accuracy) and metrics.json to --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", help="training data: fer2013.csv(.gz), train.csv or image folder")
-    p.add_argument("--model", default="cnn", choices=list_models(), help="model name")
+    p.add_argument("--model", default="cnn", choices=_model_names(), help="model name")
     p.add_argument("--model-args", type=_json_dict, default={},
                    help="JSON keyword arguments of the model, e.g. '{\"width\": 32}'")
     p.add_argument("--out", help="run folder to create")
@@ -291,7 +327,7 @@ def cmd_demo(args) -> int:
     r = run_demo(args.out, model=args.model, photo=args.photo, precision=_precision(args),
                  threads=args.threads)
     print(f"{r.photo}: {len(r.faces)} face{'s' if len(r.faces) != 1 else ''}")
-    for i, f in enumerate(r.faces):
+    for i, f in enumerate(sorted(r.faces, key=lambda f: (f.box.x, f.box.y))):  # left to right
         print(f"  face {i}: box x={f.box.x} y={f.box.y} w={f.box.w} h={f.box.h}  "
               f"{f.label} {f.score:.0%}")
     for n in r.notes:
@@ -313,7 +349,8 @@ def add_video(sub) -> None:
         "video", help="emotions over time in a video file or a camera",
         description="Find and classify the faces in every Nth frame of a video (or a camera) and "
                     "write emotions.csv (one row per face per analysed frame), emotions.png "
-                    "(emotions over time of the largest face) and, with --annotate, "
+                    "(emotions over time of the largest face; a dotted line where another "
+                    "person becomes the largest) and, with --annotate, "
                     "annotated.mp4. A camera runs until Ctrl-C or --max-frames.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("input", nargs="?", help="video file (anything OpenCV reads: mp4, avi, ...)")
@@ -350,7 +387,7 @@ def cmd_video(args) -> int:
 
 
 def _add_detector(p) -> None:
-    from .faces import DEFAULT_DETECTOR, DETECTORS
+    from .constants import DEFAULT_DETECTOR, DETECTORS
 
     p.add_argument("--detector", choices=DETECTORS, default=DEFAULT_DETECTOR,
                    help="face detector for photos and video: MediaPipe's BlazeFace network, "
@@ -434,6 +471,8 @@ def cmd_evaluate(args) -> int:
     shown = "+".join(faces.split_names()) or "all"
     tta = _tta(args)
     configure_threads(args.threads, "batch")
+    _progress_line("evaluate")(f"scoring {len(faces):,} faces [{shown}]"
+                               + (f" with {tta} TTA" if tta else "") + " ...")
     ev = evaluate_model(model, faces, tta=tta, precision=_precision(args),
                         batch_size=args.batch_size,
                         model_name=f"{model_description(model)} ({args.model})", split=shown,
@@ -589,7 +628,7 @@ def cmd_report(args) -> int:
     from .report import write_report
 
     path = write_report(args.out, args.runs, compare=args.compare, data=args.data,
-                        lang=args.lang)
+                        lang=args.lang, log=_progress_line("report"))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
@@ -606,7 +645,8 @@ def add_explain(sub) -> None:
                     "gradient ascent, feature maps, the filter -> emotion table. --check scores "
                     "each map method by deletion/insertion, to compare methods on your model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", required=True, help="run folder, model file or 'bundled'")
+    p.add_argument("--model", default="bundled",
+                   help="run folder, model file, ensemble folder or 'bundled'")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", help="faces: fer2013.csv, train.csv, test.csv or image folder")
     src.add_argument("--image", nargs="+", metavar="PHOTO",
@@ -806,6 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
     module = sys.modules[__name__]
     for name in COMMANDS:
         getattr(module, f"add_{name.replace('-', '_')}")(sub)
+    parser.subcommands = sub.choices  # name -> its parser, for errors found after parsing
     return parser
 
 
@@ -832,7 +873,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's own parser, so the hint names its --help
+        where = parser.subcommands.get(args.command, parser) if args.command else parser
+        where.error(f"unrecognized arguments: {' '.join(extra)}")
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
@@ -860,6 +904,15 @@ def _main(argv: list[str] | None) -> int:
         print(f"ferlab {args.command}: internal error (please report it with the --debug "
               f"traceback): {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
         return 1
+
+
+def _progress_line(command: str):
+    """A ``log`` callback printing ``ferlab COMMAND: what`` on stderr, flushed at once, so that
+    a long command says what it is doing on a terminal, in a log file and in a pipe alike."""
+    def log(message: str) -> None:
+        print(f"ferlab {command}: {message}", file=sys.stderr, flush=True)
+
+    return log
 
 
 def _one_line(e: BaseException) -> str:

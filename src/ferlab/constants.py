@@ -15,3 +15,9 @@ PIXEL_STD = 0.255
 
 # Usage values of the Kaggle file, and the split names ferlab uses for other formats.
 USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
+
+# Face detectors (ferlab.faces), here so that the CLI lists them without importing OpenCV.
+DETECTORS: tuple[str, ...] = ("auto", "blazeface", "haar")
+# BlazeFace first: it finds far more real heads (turned, small); Haar backs it up on photos where
+# it finds none, such as tight face crops (see ferlab.faces' module doc for both figures).
+DEFAULT_DETECTOR = "auto"

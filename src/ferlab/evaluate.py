@@ -123,11 +123,13 @@ def compute_metrics(labels: np.ndarray, probs: np.ndarray, n_bins: int = ECE_BIN
     }
 
 
-def confident_mistakes(probs: np.ndarray, labels: np.ndarray, per_class: int = 6
-                       ) -> dict[int, np.ndarray]:
+def confident_mistakes(probs: np.ndarray, labels: np.ndarray, per_class: int = 6,
+                       images: np.ndarray | None = None) -> dict[int, np.ndarray]:
     """For each true class, positions of its wrongly predicted faces, most confident first.
 
-    Confidence is the probability of the (wrong) predicted class.
+    Confidence is the probability of the (wrong) predicted class. With ``images``, a face whose
+    pixels equal one already chosen is skipped (FER2013 holds duplicate images), so a gallery
+    shows each face once.
 
     Example:
         >>> p = np.eye(7)[[1, 1, 0]] * 0.5 + np.eye(7)[[0, 0, 0]] * 0.2
@@ -139,10 +141,22 @@ def confident_mistakes(probs: np.ndarray, labels: np.ndarray, per_class: int = 6
     pred = probs.argmax(1)
     conf = probs.max(1)
     out = {}
+    seen: set[bytes] = set()
     for c in range(NUM_CLASSES):
         wrong = np.flatnonzero((labels == c) & (pred != c))
-        order = np.argsort(-conf[wrong], kind="stable")
-        out[c] = wrong[order][:per_class]
+        order = wrong[np.argsort(-conf[wrong], kind="stable")]
+        if images is None:
+            out[c] = order[:per_class]
+            continue
+        chosen = []
+        for i in order:
+            key = np.ascontiguousarray(images[i]).tobytes()
+            if key not in seen:
+                seen.add(key)
+                chosen.append(i)
+                if len(chosen) == per_class:
+                    break
+        out[c] = np.asarray(chosen, dtype=np.int64)
     return out
 
 
@@ -279,7 +293,8 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, *,
             out / "reliability.png", title=f"{title}\nECE {m['ece']:.4f}"),
         "mistakes": plots.mistakes_gallery(
             evaluation.faces.images, evaluation.labels, evaluation.probs,
-            confident_mistakes(evaluation.probs, evaluation.labels, per_class),
+            confident_mistakes(evaluation.probs, evaluation.labels, per_class,
+                               images=evaluation.faces.images),
             out / "mistakes.png", title=f"most confident mistakes: {title}"),
     }
     return paths

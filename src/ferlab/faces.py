@@ -69,7 +69,7 @@ import numpy as np
 from PIL import Image
 
 from .blazeface import SCORE_THRESHOLD, BlazeFaceDetector, pass_side
-from .constants import IMAGE_SIZE
+from .constants import DEFAULT_DETECTOR, DETECTORS, IMAGE_SIZE
 from .errors import ConfigError, DataError
 from .images import IMAGE_SUFFIXES, open_image, to_gray, to_rgb
 
@@ -114,10 +114,6 @@ FRAMING: dict[str, tuple[float, float, float]] = {
 # 60 px, against 53 and 66); ``detector="haar"`` searches every size.
 FALLBACK_MIN_FACE = 0.4
 
-DETECTORS = ("auto", "blazeface", "haar")
-# BlazeFace first: it finds far more real heads (turned, small); Haar backs it up on photos where
-# it finds none, such as tight face crops (see the module doc for both figures).
-DEFAULT_DETECTOR = "auto"
 
 # Detection runs on a copy whose longer side is at most this many pixels: Haar's cost grows with
 # the pixel count (320 px: 3x faster than 512 px, same boxes on the sample photos). The price: a

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .constants import IMAGE_SIZE, NUM_CLASSES
 from .errors import ConfigError, ModelError
 from .export import INPUT_NAME, check_onnx_meta, export_onnx, read_onnx_meta
+from .progress import progress_bar
 
 ONNX_SUFFIX = ".onnx"
 BUNDLED_INT8 = "bundled-int8.onnx"
@@ -119,8 +119,9 @@ class OnnxClassifier:
                               f"{tuple(images.shape)}")
         out = np.zeros((len(images), NUM_CLASSES), dtype=np.float32)
         images_t = torch.from_numpy(np.ascontiguousarray(images))
-        with torch.no_grad(), tqdm(total=len(images), desc="predict", unit="face", leave=False,
-                                   disable=None if progress else True, dynamic_ncols=True) as bar:
+        with torch.no_grad(), progress_bar(total=len(images), desc="predict", unit="face",
+                                           leave=False, disable=None if progress else True,
+                                           dynamic_ncols=True) as bar:
             for i in range(0, len(images), batch_size):
                 x = images_t[i:i + batch_size].unsqueeze(1).float().div_(255.0)
                 out[i:i + len(x)] = average_probs(self, x, tta).numpy()

@@ -5,6 +5,10 @@ Figures are drawn with the Agg backend (no display needed) and saved atomically.
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -12,9 +16,46 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .constants import EMOTIONS, NUM_CLASSES  # noqa: E402
 from .io_utils import atomic_write  # noqa: E402
+
+# Fonts with Chinese glyphs, most common first (Linux: Noto CJK, Source Han, WenQuanYi;
+# macOS: PingFang, Hiragino; Windows: Microsoft YaHei, SimHei). The report's --lang zh figures
+# use the first one installed; matplotlib's default DejaVu Sans has none of these glyphs.
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN",
+             "WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "PingFang SC", "Hiragino Sans GB",
+             "Microsoft YaHei", "SimHei", "Droid Sans Fallback")
+
+
+@functools.cache
+def cjk_font() -> str | None:
+    """The first of :data:`CJK_FONTS` that matplotlib finds on this machine, or ``None``."""
+    from matplotlib import font_manager
+
+    installed = {f.name for f in font_manager.fontManager.ttflist}
+    return next((name for name in CJK_FONTS if name in installed), None)
+
+
+def figure_language(lang: str) -> str:
+    """The language figures can be written in: ``lang``, or ``en`` for ``zh`` on a machine
+    without a CJK font (its glyphs would be drawn as empty boxes)."""
+    return lang if lang != "zh" or cjk_font() else "en"
+
+
+@contextmanager
+def figure_fonts(lang: str) -> Iterator[None]:
+    """Figures drawn inside use a font stack for ``lang``: for ``zh``, DejaVu Sans for Latin
+    letters and digits (as in English figures), then the CJK font for the rest."""
+    font = cjk_font() if lang == "zh" else None
+    if font is None:
+        yield
+        return
+    # A list of families, not "sans-serif": matplotlib falls back glyph by glyph only along
+    # font.family itself.
+    with matplotlib.rc_context({"font.family": ["DejaVu Sans", font]}):
+        yield
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
@@ -148,8 +189,87 @@ def mistakes_gallery(images, labels, probs, mistakes: dict, path: str | Path,
     return save_figure(fig, path)
 
 
+# Line styles of every training-curve figure (``ferlab curves``, the report): one place, so
+# that they cannot disagree.
+TRAIN_STYLE = "-"
+VAL_STYLE = "--"
+
+CURVE_TEXT = {  # the English words of a curves figure; the report passes its language's
+    "epoch": "epoch", "loss": "loss (cross-entropy)", "accuracy": "accuracy", "train": "train",
+    "val": "validation", "loss_title": "loss: solid = train, dashed = validation",
+    "acc_title": "accuracy (dot = best validation epoch)",
+}
+
+
+def curves_figure(histories, names, text: dict[str, str] | None = None):
+    """Train (solid) and validation (dashed) loss and accuracy per epoch, one colour per run.
+
+    The figure every curve plot of ferlab is: ``ferlab curves`` saves it, the report inlines
+    it. Epoch ticks are whole numbers and the y axes span at least 0.2 of loss and 10 points of
+    accuracy, so a 1-epoch run reads as one point, not as a zoomed-in 0.96-1.04 axis.
+
+    Args:
+        histories: per run, the rows of its ``history.csv`` (``train.read_history``).
+        names: legend name per run.
+        text: words of the figure (keys of :data:`CURVE_TEXT`), e.g. in the report's language.
+
+    Returns:
+        The matplotlib figure (save it with :func:`save_figure`).
+    """
+    w = {**CURVE_TEXT, **(text or {})}
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    last_epoch, losses, accs = 1, [], []
+    for i, (h, name) in enumerate(zip(histories, names, strict=True)):
+        col = colors[i % len(colors)]
+        ep = [r["epoch"] for r in h]
+        style = {"color": col, "marker": "." if len(h) <= 30 else None}  # a 1-epoch run shows
+        for ax, key, values in ((ax_loss, "loss", losses), (ax_acc, "acc", accs)):
+            train, val = [r[f"train_{key}"] for r in h], [r[f"val_{key}"] for r in h]
+            ax.plot(ep, train, TRAIN_STYLE, label=f"{name} {w['train']}", **style)
+            ax.plot(ep, val, VAL_STYLE, label=f"{name} {w['val']}", **style)
+            values += train + val
+        best = max(h, key=lambda r: (r["val_acc"], -r["epoch"]))
+        ax_acc.plot([best["epoch"]], [best["val_acc"]], "o", color=col, ms=5)
+        last_epoch = max([last_epoch, *ep])
+    for ax, what, values, span, top in ((ax_loss, w["loss"], losses, 0.2, math.inf),
+                                         (ax_acc, w["accuracy"], accs, 0.1, 1.0)):
+        ax.set_xlabel(w["epoch"])
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+        ax.spines[["top", "right"]].set_visible(False)
+        ax.set_xlim(0.5 if last_epoch <= 10 else 0, last_epoch + (0.5 if last_epoch <= 10 else 1))
+        if last_epoch <= 10:
+            ax.set_xticks(range(1, last_epoch + 1))
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(*_value_range(values, span, 0.0, top))
+    ax_acc.legend(fontsize=8, loc="best", frameon=False)
+    ax_loss.set_title(w["loss_title"], fontsize=10)
+    ax_acc.set_title(w["acc_title"], fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _value_range(values, min_span: float, low: float, high: float) -> tuple[float, float]:
+    """Axis limits around ``values``: at least ``min_span`` wide, within ``[low, high]``, with a
+    5% margin."""
+    v = [x for x in values if math.isfinite(x)] or [low]
+    lo, hi = min(v), max(v)
+    if hi - lo < min_span:
+        mid = (lo + hi) / 2
+        lo, hi = mid - min_span / 2, mid + min_span / 2
+        if lo < low:
+            lo, hi = low, low + min_span
+        if hi > high:
+            lo, hi = high - min_span, high
+    pad = (hi - lo) * 0.05
+    return max(low, lo - pad), min(high, hi + pad)
+
+
 def curves(runs, path: str | Path, labels=None) -> Path:
-    """Train (solid) and validation (dashed) loss and accuracy per epoch, runs overlaid.
+    """Train (solid) and validation (dashed) loss and accuracy per epoch, runs overlaid
+    (:func:`curves_figure`), saved to ``path``.
 
     Args:
         runs: run folders (their ``history.csv`` is read), or history lists as returned by
@@ -175,24 +295,4 @@ def curves(runs, path: str | Path, labels=None) -> Path:
         hists.append(h)
     if labels is not None:
         names = list(labels)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (h, name) in enumerate(zip(hists, names, strict=True)):
-        col = colors[i % len(colors)]
-        ep = [r["epoch"] for r in h]
-        style = {"color": col, "marker": "." if len(h) <= 30 else None}  # a 1-epoch run shows
-        ax_loss.plot(ep, [r["train_loss"] for r in h], "-", label=f"{name} train", **style)
-        ax_loss.plot(ep, [r["val_loss"] for r in h], "--", label=f"{name} val", **style)
-        ax_acc.plot(ep, [r["train_acc"] for r in h], "-", label=f"{name} train", **style)
-        ax_acc.plot(ep, [r["val_acc"] for r in h], "--", label=f"{name} val", **style)
-        best = max(h, key=lambda r: r["val_acc"])
-        ax_acc.plot([best["epoch"]], [best["val_acc"]], "o", color=col, ms=5)
-    for ax, what in ((ax_loss, "loss (cross-entropy)"), (ax_acc, "accuracy")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(what)
-        ax.grid(alpha=0.3)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    ax_acc.legend(fontsize=8, loc="best")
-    ax_loss.set_title("loss: solid = train, dashed = validation", fontsize=10)
-    ax_acc.set_title("accuracy (dot = best validation epoch)", fontsize=10)
-    return save_figure(fig, path)
+    return save_figure(curves_figure(hists, names), path)

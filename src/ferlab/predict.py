@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from .constants import EMOTIONS, NUM_CLASSES
 from .cpu import inference_copy
@@ -28,6 +27,7 @@ from .data import FaceSet, load_faces
 from .errors import ConfigError
 from .io_utils import write_text
 from .precision import resolve_precision
+from .progress import progress_bar
 from .runtime_choice import resolve_runtime
 
 FORMATS = ("auto", "submission", "probs")
@@ -134,9 +134,9 @@ def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *,
     fmt = (torch.channels_last if any(isinstance(m, torch.nn.Conv2d) for m in fast.modules())
            else torch.contiguous_format)
     device = device_of(fast)
-    with torch.inference_mode(), tqdm(total=len(images_t), desc="predict", unit="face",
-                                      leave=False, disable=None if progress else True,
-                                      dynamic_ncols=True) as bar:
+    with torch.inference_mode(), progress_bar(total=len(images_t), desc="predict", unit="face",
+                                              leave=False, disable=None if progress else True,
+                                              dynamic_ncols=True) as bar:
         for i in range(0, len(images_t), batch_size):
             x = images_t[i:i + batch_size].unsqueeze(1).to(device, dtype).div_(255.0)
             out[i:i + len(x)] = average_probs(fast, x, tta, fmt).cpu().numpy()

@@ -393,6 +393,7 @@ def predict_photos(model: str, image: str, out: str | None = None, json_path: st
     for p in photos:
         try:
             photo, faces = rec.analyze(p)
+            faces = sorted(faces, key=lambda f: (f.box.x, f.box.y))  # numbered left to right
         except DataError as e:
             if not many:
                 raise

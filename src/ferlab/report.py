@@ -338,7 +338,7 @@ def _colors(n: int) -> list:
     return [cmap(i % 10) for i in range(n)]
 
 
-def class_count_figure(counts: dict[str, list[int]]):
+def class_count_figure(counts: dict[str, list[int]], lang: str = "en"):
     """Grouped bars: faces per class for each split."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 3.2))
@@ -346,56 +346,33 @@ def class_count_figure(counts: dict[str, list[int]]):
     width = 0.8 / max(1, len(names))
     x = np.arange(NUM_CLASSES)
     for i, (name, color) in enumerate(zip(names, _colors(len(names)), strict=True)):
-        bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, counts[name], width, label=name,
-                      color=color)
+        bars = ax.bar(x + (i - (len(names) - 1) / 2) * width, counts[name], width,
+                      label=split_name(lang, name), color=color)
         ax.bar_label(bars, fmt="{:,.0f}", fontsize=6, padding=1)
-    ax.set_xticks(x, EMOTIONS)
-    ax.set_ylabel("faces")
+    ax.set_xticks(x, [emotion(lang, c) for c in range(NUM_CLASSES)])
+    ax.set_ylabel(tr(lang, "faces"))
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(frameon=False, fontsize=8)
-    ax.set_title("faces per class", fontsize=10)
+    ax.set_title(tr(lang, "fig_faces_per_class"), fontsize=10)
     return fig
 
 
-def curves_figure(runs: Sequence[Run]):
-    """Loss and accuracy per epoch; train dashed, validation solid, one colour per run."""
-    plt = _plt()
-    fig, (a_loss, a_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for run, color in zip(runs, _colors(len(runs)), strict=True):
-        h = run.history
-        ep = [r["epoch"] for r in h]
-        a_loss.plot(ep, [r["train_loss"] for r in h], "--", color=color, alpha=0.8)
-        a_loss.plot(ep, [r["val_loss"] for r in h], "-", color=color, label=run.name)
-        a_acc.plot(ep, [r["train_acc"] for r in h], "--", color=color, alpha=0.8)
-        a_acc.plot(ep, [r["val_acc"] for r in h], "-", color=color, label=run.name)
-        best_epoch, best_acc = run.best()
-        a_acc.plot([best_epoch], [best_acc], "o", color=color, ms=5)
-    for ax, label in ((a_loss, "loss"), (a_acc, "accuracy")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.spines[["top", "right"]].set_visible(False)
-    a_acc.legend(frameon=False, fontsize=8)
-    a_loss.set_title("loss (dashed: training)", fontsize=10)
-    a_acc.set_title("accuracy (dot: best validation)", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def overfitting_figure(run: Run, e0: int | None = None, e1: int | None = None):
+def overfitting_figure(run: Run, e0: int | None = None, e1: int | None = None,
+                       lang: str = "en"):
     """Validation loss, validation accuracy and wrong-prediction confidence per epoch."""
     plt = _plt()
     h = run.history
     ep = [r["epoch"] for r in h]
-    series = [("val_loss", "validation loss"), ("val_acc", "validation accuracy"),
-              ("wrong_confidence", "mean confidence of wrong predictions")]
+    series = [("val_loss", tr(lang, "fig_val_loss")), ("val_acc", tr(lang, "fig_val_acc")),
+              ("wrong_confidence", tr(lang, "fig_wrong_conf"))]
     fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
     for ax, (key, label), color in zip(axes, series, _colors(3), strict=True):
         ax.plot(ep, [r.get(key, float("nan")) for r in h], "-o", ms=2.5, color=color)
         if e0 is not None and e1 is not None:
             ax.axvspan(e0, e1, color="0.85", zorder=0)
         ax.set_title(label, fontsize=9)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(tr(lang, "fig_epoch"))
+        ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.spines[["top", "right"]].set_visible(False)
     fig.suptitle(run.name, fontsize=10)
@@ -403,7 +380,7 @@ def overfitting_figure(run: Run, e0: int | None = None, e1: int | None = None):
     return fig
 
 
-def recall_figure(names: Sequence[str], recalls: Sequence[Sequence[float]]):
+def recall_figure(names: Sequence[str], recalls: Sequence[Sequence[float]], lang: str = "en"):
     """Grouped bars of per-class recall, one colour per model."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 3.0))
@@ -412,9 +389,9 @@ def recall_figure(names: Sequence[str], recalls: Sequence[Sequence[float]]):
     for i, (name, rec, color) in enumerate(zip(names, recalls, _colors(len(names)),
                                                strict=True)):
         ax.bar(x + (i - (len(names) - 1) / 2) * width, rec, width, label=name, color=color)
-    ax.set_xticks(x, EMOTIONS)
+    ax.set_xticks(x, [emotion(lang, c) for c in range(NUM_CLASSES)])
     ax.set_ylim(0, 1)
-    ax.set_ylabel("recall")
+    ax.set_ylabel(tr(lang, "recall"))
     ax.grid(axis="y", alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(frameon=False, fontsize=8)
@@ -422,14 +399,15 @@ def recall_figure(names: Sequence[str], recalls: Sequence[Sequence[float]]):
 
 
 def members_figure(ks: Sequence[int], mean_acc: Sequence[float], vote_acc: Sequence[float],
-                   singles: Sequence[float]):
+                   singles: Sequence[float], lang: str = "en"):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.plot(ks, mean_acc, "-o", label="mean probability")
-    ax.plot(ks, vote_acc, "-s", label="vote")
-    ax.plot(range(1, len(singles) + 1), singles, "x", color="0.4", label="each run alone")
-    ax.set_xlabel("members")
-    ax.set_ylabel("accuracy")
+    ax.plot(ks, mean_acc, "-o", label=tr(lang, "mean_prob"))
+    ax.plot(ks, vote_acc, "-s", label=tr(lang, "vote"))
+    ax.plot(range(1, len(singles) + 1), singles, "x", color="0.4",
+            label=tr(lang, "fig_each_alone"))
+    ax.set_xlabel(tr(lang, "fig_members"))
+    ax.set_ylabel(tr(lang, "fig_accuracy"))
     ax.set_xticks(list(ks))
     ax.grid(alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
@@ -437,16 +415,18 @@ def members_figure(ks: Sequence[int], mean_acc: Sequence[float], vote_acc: Seque
     return fig
 
 
-def augmentation_figure(pairs: Sequence[tuple[Run, Run]]):
+def augmentation_figure(pairs: Sequence[tuple[Run, Run]], lang: str = "en"):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     for (with_aug, without), color in zip(pairs, _colors(len(pairs)), strict=True):
-        for run, style, what in ((with_aug, "-", "with"), (without, "--", "without")):
+        for run, style, what in ((with_aug, "-", tr(lang, "fig_with")),
+                                 (without, "--", tr(lang, "fig_without"))):
             ep = [r["epoch"] for r in run.history]
             ax.plot(ep, [r["val_acc"] for r in run.history], style, color=color,
                     label=f"{run.name} ({what})")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
+    ax.set_xlabel(tr(lang, "fig_epoch"))
+    ax.set_ylabel(tr(lang, "fig_val_acc"))
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.spines[["top", "right"]].set_visible(False)
     ax.legend(frameon=False, fontsize=8)
@@ -530,7 +510,8 @@ class _Report:
     """Builds the sections of one report. Each ``_section_*`` returns a Section."""
 
     def __init__(self, runs: Sequence[Run], compare: Sequence[Run], data: str | Path | None,
-                 lang: str, progress: bool, tmp: Path, effort: dict[str, int]) -> None:
+                 lang: str, progress: bool, tmp: Path, effort: dict[str, int],
+                 log: Callable[[str], None] = lambda s: None) -> None:
         self.runs, self.compare = list(runs), list(compare)
         self.all = self.runs + self.compare
         names = [r.name for r in self.all]
@@ -538,6 +519,10 @@ class _Report:
             # Names label every table and figure; two runs with one name would be ambiguous.
             raise FerlabError(f"runs must have different folder names, got {names}")
         self.data, self.lang, self.progress, self.tmp = data, lang, progress, tmp
+        self.log = log
+        from .plots import figure_language
+
+        self.flang = figure_language(lang)  # English where no font has Chinese glyphs
         self.effort = {**EFFORT, **effort}
         self.faces = None
         self.evaluations: dict[str, Any] = {}
@@ -577,9 +562,10 @@ class _Report:
         split_label = ", ".join(split_name(self.lang, s) for s in split) or "validation"
         self.eval_note = self.t("eval_on", n=len(self.eval_set), split=split_label,
                                 run=self.runs[0].name)
-        for run in self.all:
-            if not run.has_model:
-                continue
+        scored = [run for run in self.all if run.has_model]
+        for i, run in enumerate(scored, 1):
+            self.log(f"evaluating {run.name} on {len(self.eval_set):,} faces "
+                     f"({i}/{len(scored)}) ...")
             ev = evaluate_model(load_model(run.path), self.eval_set, progress=self.progress,
                                 model_name=run.name, split="/".join(split))
             self.evaluations[run.name] = ev
@@ -630,7 +616,7 @@ class _Report:
         rows.append([self.t("total")] + [f"{sum(counts[u]):,}" for u in splits]
                     + [f"{len(faces):,}"])
         s.add(h3(self.t("class_counts")), para(str(faces.source)), table(head, rows),
-              figure(class_count_figure(counts), self.t("cap_counts")))
+              figure(class_count_figure(counts, self.flang), self.t("cap_counts")))
         main = "Training" if "Training" in counts else splits[0]
         c = np.asarray(counts[main])
         big, small = int(c.argmax()), int(c.argmin())
@@ -707,7 +693,13 @@ class _Report:
                 s.add(note(self.t("no_history", run=r.name)))
         if not runs:
             return s
-        s.add(h3(self.t("curves")), figure(curves_figure(runs), self.t("cap_curves")))
+        from .plots import curves_figure
+
+        words = {k: tr(self.flang, f"fig_{k}") for k in ("epoch", "loss", "accuracy", "train",
+                                                         "val", "loss_title", "acc_title")}
+        s.add(h3(self.t("curves")),
+              figure(curves_figure([r.history for r in runs], [r.name for r in runs], words),
+                     self.t("cap_curves")))
         rows, obs = [], []
         for run in runs:
             t = run.config.train
@@ -735,23 +727,25 @@ class _Report:
                      self.t("best_epoch"), self.t("best_val_acc"), self.t("final_train_acc"),
                      self.t("gap"), self.t("early_stopping")], rows),
               observations(obs))
-        s.add(h3(self.t("overfitting")))
-        obs, figs = [], []
+        # "Why validation loss rises while accuracy still rises" only where it does; a run
+        # where it does not gets one line, and no run at all no sub-section.
+        obs, figs, absent = [], [], []
         for run in runs:
             ep = overfitting_episode(run.history)
             if ep is None:
                 if len(run.history) >= 3:
                     best_loss = min(run.history, key=lambda r: r["val_loss"])["epoch"]
-                    obs.append(self.t("obs_no_overfit", run=run.name, e0=best_loss,
-                                      e1=run.best()[0]))
+                    absent.append(self.t("obs_no_overfit", run=run.name, e0=best_loss,
+                                         e1=run.best()[0]))
                 continue
             key = "obs_overfit" if ep["c1"] > ep["c0"] else "obs_overfit_noconf"
             obs.append(self.t(key, run=run.name, **ep))
-            figs.append(figure(overfitting_figure(run, ep["e0"], ep["e1"]),
+            figs.append(figure(overfitting_figure(run, ep["e0"], ep["e1"], self.flang),
                                self.t("cap_overfit")))
-        if not figs and runs:
-            figs.append(figure(overfitting_figure(runs[0]), self.t("cap_overfit")))
-        s.add(observations(obs), *figs)
+        if figs:
+            s.add(h3(self.t("overfitting")), observations(obs + absent), *figs)
+        else:
+            s.add(observations(absent))
         return s
 
     def confusion_sentences(self, confusion, k: int = 3) -> list[str]:
@@ -820,7 +814,7 @@ class _Report:
         names = list(evs)
         recalls = [[ev.metrics["per_class"][e]["recall"] for e in EMOTIONS]
                    for ev in evs.values()]
-        s.add(figure(recall_figure(names, recalls), self.t("cap_per_class")))
+        s.add(figure(recall_figure(names, recalls, self.flang), self.t("cap_per_class")))
         # The first model in full; the others by recall only, so the table fits a page.
         first_name, first = names[0], evs[names[0]]
         head = [self.t("class"), self.t("support"), f"{first_name} {self.t('precision')}",
@@ -901,7 +895,7 @@ class _Report:
         rows = [[str(k), _pct(m), _pct(v)] for k, m, v in zip(ks, mean_acc, vote_acc,
                                                              strict=True)]
         s.add(columns([table([self.t("members_n"), self.t("mean_prob"), self.t("vote")], rows)],
-                      [figure(members_figure(ks, mean_acc, vote_acc, singles),
+                      [figure(members_figure(ks, mean_acc, vote_acc, singles, self.flang),
                               self.t("cap_members"))]))
         s.add(observations([self.t("obs_members", a1=mean_acc[0], k=len(members),
                                    ak=mean_acc[-1], d=(mean_acc[-1] - mean_acc[0]) * 100,
@@ -933,7 +927,7 @@ class _Report:
         s.add(h3(self.t("with_without")),
               table([self.t("run"), self.t("augment"), self.t("best_val_acc"),
                      self.t("final_train_acc"), self.t("gap")], rows),
-              figure(augmentation_figure(pairs), self.t("cap_aug")), observations(obs))
+              figure(augmentation_figure(pairs, self.flang), self.t("cap_aug")), observations(obs))
         return s
 
 
@@ -962,7 +956,9 @@ class _Explanations:
         right = select_faces(model, self.faces, "random-correct", per_class=1, seed=0)
         x = right.inputs()
         maps: dict[str, Any] = {}
+        log = self.rep.log
 
+        log(f"  saliency maps of {len(right)} faces ...")
         s.add(h3(self.t("saliency")))
         if len(right):
             maps["saliency"] = get_explainer("saliency", model).attribute(x)
@@ -983,6 +979,7 @@ class _Explanations:
 
         s.add(h3(self.t("lime")))
         lime_n = self.rep.effort["lime_samples"]
+        log(f"  LIME, {lime_n} samples per face, on right and wrong faces ...")
         if len(right):
             maps["lime"] = get_explainer("lime", model, seed=0, samples=lime_n).attribute(x)
             s.add(figure(explanation_grid(right, maps["lime"].numpy(), "LIME",
@@ -1000,6 +997,7 @@ class _Explanations:
 
         if convs:
             s.add(h3(self.t("gradcam")))
+            log("  Grad-CAM ...")
             if len(right):
                 cam = get_explainer("gradcam", model)
                 maps["gradcam"] = cam.attribute(x)
@@ -1035,6 +1033,8 @@ class _Explanations:
         self.s.add(h3(self.t("filters")))
         obs = []
         for layer in self.chosen_layers(convs):
+            self.rep.log(f"  filters of {layer} by gradient ascent "
+                         f"({self.rep.effort['filter_steps']} steps) ...")
             res = visualize_filters(self.model, layer, filters=16,
                                     steps=self.rep.effort["filter_steps"],
                                     progress=self.rep.progress)
@@ -1065,6 +1065,7 @@ class _Explanations:
 
         self.s.add(h3(self.t("filter_emotion")))
         layers = self.chosen_layers(convs)
+        self.rep.log(f"  filter -> emotion table of {', '.join(layers)} ...")
         tables = [filter_emotion(self.model, self.faces, layer,
                                  max_per_class=self.rep.effort["faces_per_class"],
                                  progress=self.rep.progress) for layer in layers]
@@ -1087,6 +1088,7 @@ class _Explanations:
         from .explain import compare_methods, randomization_check
         from .explain.figures import deletion_insertion_figure
 
+        self.rep.log(f"  deletion/insertion and randomisation checks of {', '.join(maps)} ...")
         self.s.add(h3(self.t("checks")), para(self.t("checks_intro")))
         res = compare_methods(self.model, x, methods=list(maps), maps=maps, steps=16)
         rand = res["random"].summary()
@@ -1131,8 +1133,9 @@ def build_report(runs: Sequence[str | Path], compare: Sequence[str | Path] = (),
         data: a labelled data file (fer2013.csv); without it the data, results, mistakes and
             explanation sections hold a note instead.
         lang: ``en`` or ``zh``.
-        progress: progress bars.
-        log: where one line per finished step goes.
+        progress: progress bars (plain progress lines when stderr is not a terminal).
+        log: where a line goes as each step starts and ends: what the report is doing, and
+            how long each section took (``ferlab report`` prints them on stderr).
         effort: overrides of :data:`EFFORT` (gradient-ascent steps, LIME samples, faces per
             class for the filter-emotion table), e.g. smaller for tests.
 
@@ -1140,27 +1143,30 @@ def build_report(runs: Sequence[str | Path], compare: Sequence[str | Path] = (),
         >>> html = build_report(["runs/cnn"], compare=["runs/dnn"], data="fer2013.csv")
         ... # doctest: +SKIP
     """
-    from tqdm import tqdm
-
     lang = check_lang(lang)
     if not runs:
         raise FerlabError("report needs at least one run folder")
     main = [load_run(r) for r in runs]
     other = [load_run(r) for r in compare]
     with tempfile.TemporaryDirectory(prefix="ferlab-report-") as tmp:
-        rep = _Report(main, other, data, lang, progress, Path(tmp), effort or {})
+        rep = _Report(main, other, data, lang, progress, Path(tmp), effort or {}, log)
         t0 = time.perf_counter()
         rep.load_faces()
         rep.evaluate()
-        log(f"data and evaluation: {time.perf_counter() - t0:.1f} s")
-        steps = [getattr(rep, f"section_{sid}") for sid in SECTION_IDS]
+        if data is not None:
+            log(f"data and evaluation: {_fmt_seconds(time.perf_counter() - t0)}")
+        from .plots import figure_fonts
+
         sections = []
-        for step in tqdm(steps, desc="report", unit="section", disable=None if progress else True,
-                         leave=False):
+        # One line as each section starts (what it is doing) and one as it ends (how long it
+        # took): the explanations of a large model alone can take minutes.
+        for i, sid in enumerate(SECTION_IDS, 1):
+            log(f"section {i}/{len(SECTION_IDS)}: {sid} ...")
             t0 = time.perf_counter()
-            sections.append(step())
-            log(f"section {sections[-1].id}: {len(sections[-1].blocks)} blocks, "
-                f"{time.perf_counter() - t0:.1f} s")
+            with figure_fonts(rep.flang):
+                sections.append(getattr(rep, f"section_{sid}")())
+            log(f"section {i}/{len(SECTION_IDS)}: {sid}: {len(sections[-1].blocks)} blocks in "
+                f"{_fmt_seconds(time.perf_counter() - t0)}")
     names = ", ".join(r.name for r in main + other)
     meta = [tr(lang, "runs_line", runs=", ".join(str(r.path) for r in main + other))]
     if data is not None:

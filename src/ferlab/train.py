@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from . import __version__
 from .augment import augment, mixup
@@ -43,6 +42,7 @@ from .io_utils import atomic_write, read_json, write_json, write_text
 from .model_io import MODEL_FILE, load_checkpoint, save_model
 from .models import FERModel, count_params, create_model
 from .precision import Precision, resolve_precision
+from .progress import progress_bar
 
 HISTORY_COLUMNS = ["epoch", "seconds", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
                    "wrong_confidence"]
@@ -474,9 +474,8 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                                    for _ in range(t.epoch_multiplier)])
                 model.train()
                 loss_sum, correct, seen = 0.0, 0, 0
-                bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{t.epochs}",
-                           disable=None if progress else True, leave=False, unit="step",
-                           dynamic_ncols=True)
+                bar = progress_bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{t.epochs}",
+                                   disable=None if progress else True, leave=False, unit="step")
                 for step in bar:
                     idx = order[step * t.batch_size:(step + 1) * t.batch_size]
                     lr = lr_at(epoch * steps_per_epoch + step, total_steps, t, steps_per_epoch,

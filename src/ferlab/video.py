@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from .constants import EMOTIONS
 from .errors import ConfigError, DataError
 from .faces import Photo
 from .io_utils import write_text
+from .progress import progress_bar
 from .recognizer import COLORS, Face, Recognizer, annotate
 
 CSV_COLUMNS = ["frame", "time_s", "face", "x", "y", "w", "h", "label", *EMOTIONS]
@@ -133,8 +134,8 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
     n_read = n_done = n_face = 0
     faces: list[Face] = []
     start = time.perf_counter()
-    bar = tqdm(total=total or None, desc=f"video {Path(label).name}", unit="frame",
-               disable=None if progress else True, dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=total or None, desc=f"video {Path(label).name}", unit="frame",
+                       disable=None if progress else True, dynamic_ncols=True, leave=False)
     try:
         while max_frames is None or n_read < max_frames:
             ok, frame = cap.read()
@@ -206,16 +207,21 @@ def plot_emotions(rows: list[list], path: str | Path, title: str = "") -> Path:
     """Probability of each emotion over time for the largest face (face 0) of each frame.
 
     Frames without a face are gaps in the lines, not zeros, so a face that leaves the picture
-    does not look like a drop in every emotion.
+    does not look like a drop in every emotion. Where the largest face jumps to another place
+    (another person became the largest), a dotted vertical line marks the switch.
     """
+    from matplotlib import patheffects
+
     from .plots import plt, save_figure
 
     frames: dict[int, tuple[float, list[float] | None]] = {}
+    boxes: dict[int, tuple[int, int, int, int]] = {}
     for r in rows:
         if r[2] == "" and r[0] not in frames:
             frames[r[0]] = (float(r[1]), None)
         elif r[2] == 0:
             frames[r[0]] = (float(r[1]), [float(v) for v in r[8:]])
+            boxes[r[0]] = tuple(int(v) for v in r[3:7])
     order = sorted(frames)
     t = np.array([frames[i][0] for i in order])
     p = np.array([frames[i][1] if frames[i][1] is not None else [np.nan] * len(EMOTIONS)
@@ -223,8 +229,14 @@ def plot_emotions(rows: list[list], path: str | Path, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(9, 3.6))
     for k, e in enumerate(EMOTIONS):
         c = np.array(COLORS[e]) / 255.0
+        # happy's yellow (the colour of its box in the video) is faint on white: outline it.
+        outline = ([patheffects.withStroke(linewidth=3.2, foreground="0.25")] if e == "happy"
+                   else None)
         ax.plot(t, p[:, k], label=e, color=c if e != "neutral" else (0.35, 0.35, 0.35), lw=1.6,
-                marker="." if len(t) < 60 else None)
+                marker="." if len(t) < 60 else None, path_effects=outline)
+    switches = face_switches(boxes)
+    for i in switches:
+        ax.axvline(frames[i][0], color="0.2", ls=":", lw=1.2, zorder=0)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("probability (largest face)")
     ax.set_ylim(0, 1)
@@ -234,5 +246,27 @@ def plot_emotions(rows: list[list], path: str | Path, title: str = "") -> Path:
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     missing = int(np.isnan(p[:, 0]).sum())
     ax.set_title((f"{title}: " if title else "") + f"{len(order)} frames analysed"
-                 + (f", {missing} without a face (gaps)" if missing else ""), fontsize=10)
+                 + (f", {missing} without a face (gaps)" if missing else "")
+                 + (f"; dotted: the largest face switched to another person ({len(switches)}x)"
+                    if switches else ""), fontsize=10)
     return save_figure(fig, path)
+
+
+def face_switches(boxes: dict[int, tuple[int, int, int, int]]) -> list[int]:
+    """Frames where the largest face is not the one of the previous frame with a face: its
+    centre moved by more than that face's own size (``boxes``: frame -> x, y, w, h).
+
+    Example:
+        >>> face_switches({0: (0, 0, 50, 50), 1: (5, 0, 50, 50), 2: (300, 0, 40, 40)})
+        [2]
+    """
+    out, prev = [], None
+    for i in sorted(boxes):
+        x, y, w, h = boxes[i]
+        if prev is not None:
+            px, py, pw, ph = prev
+            moved = math.hypot(x + w / 2 - px - pw / 2, y + h / 2 - py - ph / 2)
+            if moved > max(pw, ph):
+                out.append(i)
+        prev = boxes[i]
+    return out

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..constants import EMOTIONS, NUM_CLASSES
 from ..data import FaceSet
 from ..errors import DataError
 from ..io_utils import write_text
+from ..progress import progress_bar
 from .base import capture, get_layer, prepared
 
 
@@ -106,8 +106,8 @@ def filter_emotion(model: torch.nn.Module, faces: FaceSet, layer: str | None = N
     labels = faces.labels[idx]
     sums: np.ndarray | None = None
     with prepared(model), torch.no_grad(), capture(model, name) as store:
-        for i in tqdm(range(0, len(idx), batch_size), desc=f"filter-emotion {name}",
-                      disable=None if progress else True, leave=False):
+        for i in progress_bar(range(0, len(idx), batch_size), desc=f"filter-emotion {name}",
+                              disable=None if progress else True, leave=False):
             b = idx[i:i + batch_size]
             model(torch.from_numpy(faces.images[b]).float().unsqueeze(1) / 255.0)
             out = store["out"].float()

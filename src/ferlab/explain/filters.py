@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..constants import IMAGE_SIZE
 from ..errors import ConfigError
+from ..progress import progress_bar
 from .base import capture, get_layer, prepared
 from .integrated_gradients import gaussian_blur
 
@@ -91,8 +91,8 @@ def visualize_filters(model: torch.nn.Module, layer: str | None = None,
                               f"got {bad[0]}")
         with torch.no_grad():
             start = _channel_means(model, name, x0.clamp(0, 1), filters)
-        bar = tqdm(range(steps), desc=f"gradient ascent {name}", disable=None if progress
-                   else True, leave=False, unit="step")
+        bar = progress_bar(range(steps), desc=f"gradient ascent {name}",
+                           disable=None if progress else True, leave=False, unit="step")
         for step in bar:
             xi = x
             if jitter:
