@@ -1,7 +1,7 @@
 """Which runtime classifies faces: ``--runtime torch|onnx|auto``, and what ``auto`` picks.
 
 ``auto`` looks up :data:`CHOICES`, keyed by the CPU's kind (whether it computes bf16 natively,
-:func:`ferlab.cpu.bf16_is_native`), the batch size (one face at a time, as photos and video
+:func:`ferlab.precision.bf16_is_native`), the batch size (one face at a time, as photos and video
 send them, or many, as ``evaluate`` and ``predict --input`` do) and what ONNX Runtime would run
 for the model (``int8`` for the bundled model, whose int8 graph ships with ferlab and passed the
 accuracy gate of ``ferlab export --int8``; ``float32`` for any other, exported at start): the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .cpu import bf16_is_native
+from . import precision
 from .errors import ConfigError
 
 RUNTIMES = ("torch", "onnx", "auto")
@@ -48,7 +48,7 @@ CHOICES: dict[tuple[str, str, str], str] = {
 
 def cpu_kind() -> str:
     """``"bf16-native"`` or ``"no-bf16"``: the key of this CPU in :data:`CHOICES`."""
-    return "bf16-native" if bf16_is_native() else "no-bf16"
+    return "bf16-native" if precision.bf16_is_native() else "no-bf16"
 
 
 def batch_kind(batch_size: int) -> str:
