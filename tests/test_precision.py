@@ -73,7 +73,7 @@ def test_cli_flags_reach_the_config():
     ev = build_parser().parse_args(["evaluate", "--data", "d.csv", "--bf16"])
     assert _precision(ev) == "bf16"
     for cmd in (["predict", "--image", "p.jpg"], ["video", "v.mp4", "--out", "o"], ["demo"],
-                ["evaluate", "--data", "d.csv"]):
+                ["evaluate", "--data", "d.csv"], ["report", "runs/a"], ["explain"]):
         args = build_parser().parse_args([*cmd, "--precision", "fp32", "--threads", "1"])
         assert _precision(args) == "fp32" and args.threads == 1
 

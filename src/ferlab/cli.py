@@ -622,13 +622,16 @@ def add_report(sub) -> None:
                                   "folder); without it no data/results/explanation sections")
     p.add_argument("--lang", choices=["en", "zh"], default="en", help="language of the page")
     p.add_argument("--out", default="report.html", help="HTML file to write")
+    _add_compute(p, threads_help="torch threads (default 0: every core)")
 
 
 def cmd_report(args) -> int:
     from .report import write_report
+    from .threads import configure_threads
 
+    configure_threads(args.threads, "batch")
     path = write_report(args.out, args.runs, compare=args.compare, data=args.data,
-                        lang=args.lang, log=_progress_line("report"))
+                        lang=args.lang, log=_progress_line("report"), precision=_precision(args))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 

@@ -511,7 +511,7 @@ class _Report:
 
     def __init__(self, runs: Sequence[Run], compare: Sequence[Run], data: str | Path | None,
                  lang: str, progress: bool, tmp: Path, effort: dict[str, int],
-                 log: Callable[[str], None] = lambda s: None) -> None:
+                 log: Callable[[str], None] = lambda s: None, precision: str = "auto") -> None:
         self.runs, self.compare = list(runs), list(compare)
         self.all = self.runs + self.compare
         names = [r.name for r in self.all]
@@ -520,6 +520,7 @@ class _Report:
             raise FerlabError(f"runs must have different folder names, got {names}")
         self.data, self.lang, self.progress, self.tmp = data, lang, progress, tmp
         self.log = log
+        self.precision = precision  # of evaluation and LIME (ferlab.precision)
         from .plots import figure_language
 
         self.flang = figure_language(lang)  # English where no font has Chinese glyphs
@@ -567,6 +568,7 @@ class _Report:
             self.log(f"evaluating {run.name} on {len(self.eval_set):,} faces "
                      f"({i}/{len(scored)}) ...")
             ev = evaluate_model(load_model(run.path), self.eval_set, progress=self.progress,
+                                precision=self.precision,
                                 model_name=run.name, split="/".join(split))
             self.evaluations[run.name] = ev
             self.eval_paths[run.name] = write_evaluation(ev, self.tmp / "eval" / run.name)
@@ -981,13 +983,15 @@ class _Explanations:
         lime_n = self.rep.effort["lime_samples"]
         log(f"  LIME, {lime_n} samples per face, on right and wrong faces ...")
         if len(right):
-            maps["lime"] = get_explainer("lime", model, seed=0, samples=lime_n).attribute(x)
+            maps["lime"] = get_explainer("lime", model, seed=0, samples=lime_n,
+                                         precision=self.rep.precision).attribute(x)
             s.add(figure(explanation_grid(right, maps["lime"].numpy(), "LIME",
                                           self.png("lime_right"), signed=True),
                          self.t("cap_lime_right"), wide=True))
         wrong = select_faces(model, self.faces, "confident-wrong", per_class=1)
         if len(wrong):
-            wmaps = get_explainer("lime", model, seed=0, samples=lime_n).attribute(
+            wmaps = get_explainer("lime", model, seed=0, samples=lime_n,
+                                  precision=self.rep.precision).attribute(
                 wrong.inputs())
             s.add(figure(explanation_grid(wrong, wmaps.numpy(), "LIME", self.png("lime_wrong"),
                                           signed=True),
@@ -1123,7 +1127,7 @@ class _Explanations:
 def build_report(runs: Sequence[str | Path], compare: Sequence[str | Path] = (),
                  data: str | Path | None = None, lang: str = "en", *,
                  progress: bool = True, log: Callable[[str], None] = lambda s: None,
-                 effort: dict[str, int] | None = None) -> str:
+                 effort: dict[str, int] | None = None, precision: str = "auto") -> str:
     """The HTML of the report on ``runs`` (and ``compare``), as one self-contained string.
 
     Args:
@@ -1138,6 +1142,8 @@ def build_report(runs: Sequence[str | Path], compare: Sequence[str | Path] = (),
             how long each section took (``ferlab report`` prints them on stderr).
         effort: overrides of :data:`EFFORT` (gradient-ascent steps, LIME samples, faces per
             class for the filter-emotion table), e.g. smaller for tests.
+        precision: ``auto``, ``fp32`` or ``bf16`` for the evaluations and LIME
+            (:mod:`ferlab.precision`).
 
     Example:
         >>> html = build_report(["runs/cnn"], compare=["runs/dnn"], data="fer2013.csv")
@@ -1149,7 +1155,8 @@ def build_report(runs: Sequence[str | Path], compare: Sequence[str | Path] = (),
     main = [load_run(r) for r in runs]
     other = [load_run(r) for r in compare]
     with tempfile.TemporaryDirectory(prefix="ferlab-report-") as tmp:
-        rep = _Report(main, other, data, lang, progress, Path(tmp), effort or {}, log)
+        rep = _Report(main, other, data, lang, progress, Path(tmp), effort or {}, log,
+                      precision)
         t0 = time.perf_counter()
         rep.load_faces()
         rep.evaluate()
@@ -1177,11 +1184,12 @@ def build_report(runs: Sequence[str | Path], compare: Sequence[str | Path] = (),
 def write_report(out: str | Path, runs: Sequence[str | Path], compare: Sequence[str | Path] = (),
                  data: str | Path | None = None, lang: str = "en", *,
                  progress: bool = True, log: Callable[[str], None] = lambda s: None,
-                 effort: dict[str, int] | None = None) -> Path:
+                 effort: dict[str, int] | None = None, precision: str = "auto") -> Path:
     """Build the report (see :func:`build_report`) and write it to ``out``.
 
     Example:
         >>> write_report("report.html", ["runs/cnn"], data="fer2013.csv")  # doctest: +SKIP
     """
-    html = build_report(runs, compare, data, lang, progress=progress, log=log, effort=effort)
+    html = build_report(runs, compare, data, lang, progress=progress, log=log, effort=effort,
+                        precision=precision)
     return write_page(out, html)
