@@ -167,7 +167,7 @@ def test_evaluate_records_the_runtime(eval_run, fer_csv, tmp_path, capsys):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_takes_the_table_entry_for_the_cpu_kind(native, monkeypatch):
-    monkeypatch.setattr(runtime_choice, "bf16_is_native", lambda: native)
+    monkeypatch.setattr(runtime_choice.precision, "bf16_is_native", lambda: native)
     kind = "bf16-native" if native else "no-bf16"
     table = dict.fromkeys(runtime_choice.CHOICES, "torch")
     table[kind, "one", "float32"] = "onnx"
