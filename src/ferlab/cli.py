@@ -218,6 +218,7 @@ def config_from_args(args):
 
 
 def cmd_train(args) -> int:
+    from .distributed import is_main_process
     from .train import train
 
     if args.resume:
@@ -234,6 +235,8 @@ def cmd_train(args) -> int:
                   f"in {Path(out) / 'members.csv'}")
             return 0
         run = train(config_from_args(args), args.out, force=args.force)
+    if not is_main_process():  # under torchrun, rank 0 reports for all
+        return 0
     metrics = json.loads((Path(run) / "metrics.json").read_text())
     print(f"best validation accuracy {metrics['best_val_acc']:.4f} at epoch "
           f"{metrics['best_epoch']}; model in {Path(run) / 'model.safetensors'}")
