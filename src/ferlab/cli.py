@@ -201,6 +201,9 @@ def add_train(sub) -> None:
     p.add_argument("--members", type=_positive_int, default=1, metavar="N",
                    help="train N ensemble members (seeds seed..seed+N-1) into --out, which "
                         "becomes an ensemble folder; reports accuracy against N")
+    p.add_argument("--jobs", type=_positive_int, default=1, metavar="J",
+                   help="with --members: train J members at once, in J processes sharing the "
+                        "torch threads (or one GPU each where several are visible)")
     p.add_argument("--member-splits", action="store_true",
                    help="with --members: each member validates on its own seeded random 10%% "
                         "of the training rows (seed report 002)")
@@ -280,6 +283,7 @@ def config_from_args(args):
 
 
 def cmd_train(args) -> int:
+    from .distributed import is_main_process
     from .train import train
 
     if args.resume:
@@ -287,15 +291,25 @@ def cmd_train(args) -> int:
     else:
         if not args.data or not args.out:
             raise FerlabError("train needs --data FILE and --out RUN_DIR (or --resume RUN_DIR)")
+        if args.jobs > 1 and args.members == 1:
+            raise FerlabError("--jobs trains ensemble members in parallel; give --members N")
         if args.members > 1 or args.member_splits:
+            from .distributed import world_from_env
             from .ensemble import train_members
 
+            if world_from_env() > 1:
+                raise FerlabError("--members under torchrun is not supported: torchrun shares "
+                                  "one run over its processes; train members side by side "
+                                  "with --jobs instead")
             out = train_members(config_from_args(args), args.out, args.members,
-                                split_seeds=args.member_splits, force=args.force)
+                                split_seeds=args.member_splits, force=args.force,
+                                jobs=args.jobs)
             print(f"ensemble of {args.members} members in {out}; accuracy by number of members "
                   f"in {Path(out) / 'members.csv'}")
             return 0
         run = train(config_from_args(args), args.out, force=args.force)
+    if not is_main_process():  # under torchrun, rank 0 reports for all
+        return 0
     metrics = json.loads((Path(run) / "metrics.json").read_text())
     print(f"best validation accuracy {metrics['best_val_acc']:.4f} at epoch "
           f"{metrics['best_epoch']}; model in {Path(run) / 'model.safetensors'}")

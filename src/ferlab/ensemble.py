@@ -215,7 +215,7 @@ def format_members_table(rows: list[dict]) -> str:
 def train_members(cfg, out_dir: str | Path, n: int, *, split_seeds: bool = False,
                   val_fraction: float = 0.1, method: str = "vote", force: bool = False,
                   progress: bool = True, log: Callable[[str], None] = print,
-                  data=None) -> Path:
+                  data=None, jobs: int = 1) -> Path:
     """Train ``n`` members into ``out_dir`` and make ``out_dir`` an ensemble folder.
 
     Member ``i`` is a normal run folder ``out_dir/member-XX`` trained with seed
@@ -231,17 +231,21 @@ def train_members(cfg, out_dir: str | Path, n: int, *, split_seeds: bool = False
     Args:
         cfg: the RunConfig every member starts from.
         data: a FaceSet instead of reading ``cfg.data.path`` (tests).
+        jobs: members trained at once, each in its own process with its share of the torch
+            threads (or its own GPU where several are visible); their epoch lines come
+            through ``log``, prefixed with the member.
 
     Example:
-        >>> train_members(cfg, "runs/cnn-x5", 5, split_seeds=True)  # doctest: +SKIP
+        >>> train_members(cfg, "runs/cnn-x5", 5, split_seeds=True, jobs=2)  # doctest: +SKIP
     """
     from .data import load_faces, make_split, split_random
     from .model_io import load_model
     from .predict import predict_faces
-    from .train import train
 
     if n < 1:
         raise ConfigError(f"--members must be at least 1, got {n}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     out = Path(out_dir)
     if (out.exists() and any(out.iterdir()) and not force
             and not any(out.glob("member-*/config.json"))):
@@ -259,7 +263,7 @@ def train_members(cfg, out_dir: str | Path, n: int, *, split_seeds: bool = False
     else:
         shared = make_split(faces, cfg.data.val_split, base)
         holdout = shared[1]
-    member_probs = []
+    pending = []
     for i in range(n):
         run = out / f"member-{i:02d}"
         mcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=base + i))
@@ -271,13 +275,17 @@ def train_members(cfg, out_dir: str | Path, n: int, *, split_seeds: bool = False
             split = (split[0].subset(slice(0, cfg.data.limit)), split[1])
         if (run / "metrics.json").exists() and not force:
             log(f"member {i + 1}/{n}: {run} is finished; kept")
-        elif (run / "checkpoint.pt").exists() and not force:
-            log(f"member {i + 1}/{n}: resuming {run}")
-            train(None, run, resume=True, progress=progress, log=log, data=split)
         else:
-            log(f"member {i + 1}/{n}: seed {base + i} -> {run}")
-            train(mcfg, run, force=True, progress=progress, log=log, data=split)
-        member_probs.append(predict_faces(load_model(run), holdout, progress=progress))
+            pending.append(_Member(i, n, run, mcfg, split, force))
+    if jobs > 1 and len(pending) > 1:
+        from .parallel_members import train_in_parallel
+
+        train_in_parallel(pending, jobs, log)
+    else:
+        for member in pending:
+            member.train(progress=progress, log=log)
+    member_probs = [predict_faces(load_model(out / f"member-{i:02d}"), holdout,
+                                  progress=progress) for i in range(n)]
     files = [f"member-{i:02d}/model.safetensors" for i in range(n)]
     write_json(out / ENSEMBLE_FILE, {
         "format": FORMAT, "method": method, "members": files,
@@ -294,3 +302,25 @@ def train_members(cfg, out_dir: str | Path, n: int, *, split_seeds: bool = False
     log(format_members_table(rows))
     return out
 
+
+@dataclasses.dataclass
+class _Member:
+    """One member still to train (or to resume): everything a worker process needs."""
+
+    index: int
+    of: int
+    run: Path
+    cfg: object  # RunConfig
+    split: tuple  # (train, validation) FaceSets
+    force: bool
+
+    def train(self, progress: bool, log: Callable[[str], None]) -> None:
+        from .train import train
+
+        i, n, run = self.index, self.of, self.run
+        if (run / "checkpoint.pt").exists() and not self.force:
+            log(f"member {i + 1}/{n}: resuming {run}")
+            train(None, run, resume=True, progress=progress, log=log, data=self.split)
+        else:
+            log(f"member {i + 1}/{n}: seed {self.cfg.train.seed} -> {run}")
+            train(self.cfg, run, force=True, progress=progress, log=log, data=self.split)

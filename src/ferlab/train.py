@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import __version__
+from . import __version__, distributed
 from .augment import augment, mixup
 from .config import RunConfig, TrainConfig
 from .constants import NUM_CLASSES
@@ -265,11 +265,12 @@ class _Stopper:
     the end-of-epoch files (history, best model, checkpoint) are then all written before the
     run stops, so they always agree with each other."""
 
-    def __init__(self) -> None:
-        self.hold, self.pending = False, False
+    def __init__(self, defer: bool = False) -> None:
+        # defer: only note the signal; the ranks of a distributed run agree on when to stop.
+        self.hold, self.pending, self.defer = False, False, defer
 
     def handler(self, signum, frame) -> None:
-        if self.hold:
+        if self.hold or self.defer:
             self.pending = True
             return
         raise KeyboardInterrupt
@@ -281,19 +282,20 @@ class _Stopper:
             yield
         finally:
             self.hold = False
-        if self.pending:
+        if self.pending and not self.defer:
             self.pending = False
             raise KeyboardInterrupt
 
 
 @contextmanager
-def sigterm_as_interrupt():
+def sigterm_as_interrupt(defer: bool = False):
     """Let SIGTERM stop training the way Ctrl-C does (KeyboardInterrupt), then restore.
 
     Yields a :class:`_Stopper` whose ``holding()`` defers both signals over a critical section.
     SIGINT is only taken over when Python's own Ctrl-C handler is in place (not when ignored).
+    With ``defer`` a signal only sets ``stopper.pending``, for the caller to act on.
     """
-    stopper = _Stopper()
+    stopper = _Stopper(defer)
     signums = [signal.SIGTERM]
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signums.append(signal.SIGINT)
@@ -379,10 +381,14 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
     cfg.validate()
     t = cfg.train
     cfg_requested_precision = t.precision
+    ctx = distributed.context()  # this process among torchrun's, or the only one
+    ctx.rank_batch(t.batch_size)  # the global batch must split evenly over the processes
+    if not ctx.is_main:  # rank 0 speaks for all
+        log, progress = (lambda s: None), False
     if t.threads:
         torch.set_num_threads(t.threads)
 
-    device = resolve_device(t.device)  # before reading data: a missing GPU fails at once
+    device = ctx.device(resolve_device(t.device))  # before reading data: no GPU fails at once
     # Resolved once and stored resolved, so a resumed run keeps the precision it started with.
     precision = (Precision(t.precision, "kept from the run's start")
                  if resume and t.precision != "auto" else resolve_precision(t.precision,
@@ -419,11 +425,12 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
     total_steps = t.epochs * steps_per_epoch
     params, bn_stats = count_params(model)
 
+    ctx.barrier()  # every rank has checked the folder before rank 0 writes to it
     history: list[dict] = []
     state = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "plateau_scale": 1.0,
              "plateau_best": math.inf, "plateau_wait": 0, "seconds": 0.0}
     if resume:
-        for tmp in out.glob(".*.tmp"):  # temporaries of a write cut short by kill -9
+        for tmp in out.glob(".*.tmp") if ctx.is_main else []:  # of a write cut by kill -9
             tmp.unlink(missing_ok=True)
         ck = load_checkpoint(ckpt_path)
         try:
@@ -439,7 +446,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                              f"{cfg.model.name!r} model and config: {type(e).__name__} "
                              f"{first}") from e
         log(f"resuming {out} after epoch {state['epoch']}")
-    else:
+    elif ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
         for stale in (ckpt_path, out / MODEL_FILE, out / "history.csv", out / "metrics.json"):
             stale.unlink(missing_ok=True)
@@ -449,9 +456,11 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
             "val_faces": len(y_val), "params": params, "bn_statistics": bn_stats,
             "precision": {"requested": cfg_requested_precision, "chosen": precision.name,
                           "reason": precision.reason},
+            "world_size": ctx.world,
         })
         log(f"{cfg.model.name}: {params:,} parameters; {n_train:,} training / {len(y_val):,} "
-            f"validation faces; {t.epochs} epochs of {steps_per_epoch} steps")
+            f"validation faces; {t.epochs} epochs of {steps_per_epoch} steps"
+            f"{f' over {ctx.world} processes' if ctx.active else ''}")
     log(f"precision {precision.name} ({precision.reason})")
     if device.type != "cpu":
         log(f"training on {device} ({torch.cuda.get_device_name(device)})")
@@ -460,28 +469,34 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                 else nullcontext)
     soft_targets = cfg.augment.mixup > 0
     eval_model = ema.module if ema is not None else model
+    net = ctx.wrap(model)  # DistributedDataParallel under torchrun; trains through `model`
     epochs_this_call = 0
-    with sigterm_as_interrupt() as stopper:
+    with sigterm_as_interrupt(defer=ctx.active) as stopper:
         try:
             for epoch in range(state["epoch"], t.epochs):
                 if stop_after is not None and epochs_this_call >= stop_after:
                     raise KeyboardInterrupt
                 t0 = time.perf_counter()
                 es = epoch_seed(t.seed, epoch)
-                torch.manual_seed(es)  # dropout, mixup's Beta draw
+                torch.manual_seed(ctx.rank_seed(es))  # dropout, mixup's Beta draw
                 g = torch.Generator().manual_seed(es)
                 order = torch.cat([torch.randperm(n_train, generator=g)
                                    for _ in range(t.epoch_multiplier)])
+                g = ctx.augment_generator(g, es)
                 model.train()
                 loss_sum, correct, seen = 0.0, 0, 0
                 bar = progress_bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{t.epochs}",
                                    disable=None if progress else True, leave=False, unit="step")
                 for step in bar:
-                    idx = order[step * t.batch_size:(step + 1) * t.batch_size]
+                    idx, weight = ctx.shard(order[step * t.batch_size:(step + 1) * t.batch_size])
+                    if ctx.stop_requested(stopper.pending):  # a signal on any rank stops all
+                        raise KeyboardInterrupt
                     lr = lr_at(epoch * steps_per_epoch + step, total_steps, t, steps_per_epoch,
                                state["plateau_scale"])
                     for group in optimizer.param_groups:
                         group["lr"] = lr
+                    if not len(idx):  # a last batch too small to share: every rank skips it
+                        continue
                     x = augment(to_input(x_train[idx]), cfg.augment, g)
                     y = y_train[idx]
                     target = F.one_hot(y, NUM_CLASSES).float() if soft_targets else y
@@ -491,7 +506,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                     if t.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     with autocast():
-                        logits = model(x)
+                        logits = net(x)
                     loss = F.cross_entropy(logits.float(), target,
                                            label_smoothing=t.label_smoothing)
                     if teacher_cache is not None:
@@ -503,21 +518,23 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                         loss = (1 - t.distill) * loss + t.distill * distillation_loss(
                             logits.float(), teacher_logits.float(), t.temperature)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    (loss if weight == 1 else loss * weight).backward()
                     optimizer.step()
                     if ema is not None:
                         ema.update(model)
                     loss_sum += loss.item() * len(y)
                     correct += (logits.argmax(1) == y).sum().item()
                     seen += len(y)
-                    rate = seen / (time.perf_counter() - t0)
+                    rate = seen * ctx.world / (time.perf_counter() - t0)
                     bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
                                     img_s=f"{rate:.0f}", refresh=False)
                 bar.close()
-                val = evaluate_probs(
-                    predict_probs(eval_model, x_val, t.eval_batch_size, precision.bf16,
-                                  t.channels_last),
-                    y_val)
+                loss_sum, correct, seen = ctx.sum(loss_sum, correct, seen)  # over all ranks
+                ctx.sync_buffers(model)  # every rank validates the model rank 0 saves
+                ctx.sync_buffers(ema)
+                part = ctx.val_shard(len(y_val))  # each rank a share, figures of the whole
+                val = ctx.evaluate(predict_probs(eval_model, x_val[part], t.eval_batch_size,
+                                                 precision.bf16, t.channels_last), y_val[part])
                 seconds = time.perf_counter() - t0
                 row = {"epoch": epoch + 1, "seconds": round(seconds, 2),
                        "train_loss": loss_sum / seen, "train_acc": correct / seen,
@@ -531,6 +548,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                     improved = val.accuracy > state["best_acc"]
                     if improved:
                         state["best_acc"], state["best_epoch"] = val.accuracy, epoch + 1
+                    if improved and ctx.is_main:
                         save_model(eval_model, out / MODEL_FILE, val_accuracy=val.accuracy,
                                    epoch=epoch + 1, run=str(out.name))
                     if t.schedule == "plateau":
@@ -541,17 +559,19 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                             if state["plateau_wait"] >= t.plateau_patience:
                                 state["plateau_scale"] *= t.plateau_factor
                                 state["plateau_wait"] = 0
-                    _write_history(out / "history.csv", history)
-                    ck = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "state": dict(state)}
-                    if ema is not None:
-                        ck["ema"] = ema.state_dict()
-                    atomic_write(ckpt_path, lambda p, ck=ck: torch.save(ck, p))
+                    if ctx.is_main:
+                        _write_history(out / "history.csv", history)
+                        ck = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                              "state": dict(state)}
+                        if ema is not None:
+                            ck["ema"] = ema.state_dict()
+                        atomic_write(ckpt_path, lambda p, ck=ck: torch.save(ck, p))
                     epochs_this_call += 1
                     log(f"epoch {epoch + 1:3d}/{t.epochs}  {seconds:6.1f}s  "
                         f"train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
                         f"val loss {val.loss:.4f} acc {val.accuracy:.4f}  lr {lr:.2e}"
                         f"{'  *' if improved else ''}  ({seen / seconds:.0f} img/s)")
+                ctx.barrier()  # the other ranks wait while rank 0 writes
                 if t.early_stopping and epoch + 1 - state["best_epoch"] >= t.early_stopping:
                     log(f"early stopping: no validation gain in {t.early_stopping} epochs")
                     state["stopped_early"] = True
@@ -560,6 +580,11 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
             raise TrainingInterrupted(
                 f"interrupted; {state['epoch']} finished epoch(s) saved in {out}; continue with "
                 f"--resume {out}") from None
+        except (RuntimeError, distributed.DistributedError) as e:
+            if not ctx.active:
+                raise
+            raise distributed.lost_peer(ctx, e, f"; {state['epoch']} finished epoch(s) saved in "
+                                                f"{out}; continue with --resume {out}") from e
 
     metrics = {"model": cfg.model.name, "params": params, "bn_statistics": bn_stats,
                "best_val_acc": state["best_acc"], "best_epoch": state["best_epoch"],
@@ -567,7 +592,9 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                "seconds_per_epoch": round(state["seconds"] / max(1, len(history)), 1),
                "final_train_acc": history[-1]["train_acc"] if history else None,
                "stopped_early": bool(state.get("stopped_early", False))}
-    write_json(out / "metrics.json", metrics)
+    if ctx.is_main:
+        write_json(out / "metrics.json", metrics)
+    ctx.barrier()
     return out
 
 
