@@ -329,8 +329,7 @@ def add_demo(sub) -> None:
                                    "Grad-CAM, LIME) and an HTML page.")
     p.add_argument("--out", default="demo-output", help="folder for the demo's files")
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
-                        "'bundled-fast'")
+                   help="run folder, model file, ensemble folder or 'bundled' (default)")
     p.add_argument("--photo", help="another photo to run the demo on")
     _add_compute(p)
 
@@ -371,8 +370,7 @@ def add_video(sub) -> None:
     src.add_argument("--camera", type=int, metavar="N", help="camera number (0 = first)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
-                        "'bundled-fast'")
+                   help="run folder, model file, ensemble folder or 'bundled' (default)")
     p.add_argument("--every", type=_positive_int, default=1, metavar="N",
                    help="analyse one frame in N (default 1: every frame)")
     p.add_argument("--annotate", action="store_true", help="also write annotated.mp4")
@@ -454,8 +452,7 @@ def add_evaluate(sub) -> None:
                     "metrics.json and confusion.png, confusion_normalized.png, reliability.png, "
                     "mistakes.png to --out.")
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
-                        "'bundled-fast'")
+                   help="run folder, model file, ensemble folder or 'bundled' (default)")
     p.add_argument("--data", required=True,
                    help="labelled faces: fer2013.csv(.gz), train.csv or image folder")
     p.add_argument("--split", choices=["PublicTest", "PrivateTest", "Training", "all"],
@@ -576,8 +573,7 @@ def add_predict(sub) -> None:
                     "the predicted label per face. --image: photos of people (faces are found "
                     "first).")
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
-                        "'bundled-fast'")
+                   help="run folder, model file, ensemble folder or 'bundled' (default)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="test.csv, fer2013.csv(.gz) or image folder of 48x48 faces")
     src.add_argument("--image", metavar="PHOTO|FOLDER", help="photo(s) with faces in them")

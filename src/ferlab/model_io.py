@@ -22,8 +22,8 @@ FORMAT = "ferlab-model/1"
 MODEL_FILE = "model.safetensors"
 BUNDLED = "bundled"
 BUNDLED_FAST = "bundled-fast"
-# The models that ship inside the package: the accurate one, and a small fast one for video
-# and batch work (docs/model-card.md has what each scores and costs).
+# The names of models that ship inside the package: the accurate one, and a small fast one for
+# video and batch work, whose weights are not trained yet (loading it says it is not installed).
 BUNDLED_MODELS = (BUNDLED, BUNDLED_FAST)
 
 
@@ -54,7 +54,7 @@ def save_model(model: FERModel, path: str | Path, *, half: bool = False, **info)
 
 def resolve_model_path(spec: str | Path) -> Path:
     """Path of the model file for ``spec``: a file, a folder holding ``model.safetensors`` (a run
-    folder), ``bundled`` or ``bundled-fast``."""
+    folder), or the name of a shipped model (``bundled``)."""
     if is_bundled(spec):
         p = bundled_model_path(str(spec))
         if not p.exists():
@@ -102,8 +102,7 @@ def read_model_meta(path: Path) -> dict:
 
 
 def load_model(spec: str | Path = BUNDLED) -> FERModel:
-    """Load a model (file, run folder, ensemble folder, ``bundled`` or ``bundled-fast``) in eval
-    mode.
+    """Load a model (file, run folder, ensemble folder or ``bundled``) in eval mode.
 
     An ensemble folder (one holding ``ensemble.json``) gives a :class:`ferlab.ensemble.Ensemble`,
     which takes and returns what a single model does.
