@@ -82,6 +82,23 @@ def default_cam_layers(model: nn.Module) -> list[str]:
     return names or [default_layer(model)]
 
 
+FINE_SIDE = 12  # a single-layer map needs cells of at most 4 pixels to single out an eye
+
+
+def default_fine_layer(model: nn.Module, min_side: int = FINE_SIDE) -> str:
+    """The deepest conv layer whose map is at least ``min_side`` cells a side: the layer a
+    single-layer CAM (``hirescam``) takes by default, chosen by resolution as well as depth
+    (the model's own last-stage layer, 6x6 or 3x3, where none is that fine).
+
+    Example:
+        >>> default_fine_layer(create_model("cnn-leaky"))
+        'body.2.0'
+    """
+    sides = conv_output_sides(model)
+    fine = [n for n in conv_layers(model) if sides.get(n, 0) >= min_side]
+    return fine[-1] if fine else default_layer(model)
+
+
 def get_layers(model: nn.Module, spec: str | None) -> list[tuple[str, nn.Module]]:
     """``[(name, module), ...]`` for one layer name or several joined by commas (``None``: the
     default Grad-CAM layers, :func:`default_cam_layers`).
