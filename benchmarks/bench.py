@@ -79,6 +79,8 @@ def main() -> int:
     ap.add_argument("--models", nargs="*", default=None, help="default: every registered model")
     ap.add_argument("--steps", type=int, default=4, help="timed steps per measurement")
     ap.add_argument("--json", help="also write the figures here")
+    ap.add_argument("--no-scripts", action="store_true",
+                    help="only this script's tables, not the other benchmark scripts")
     args = ap.parse_args()
     results: dict = {"threads": torch.get_num_threads(), "torch": torch.__version__}
 
@@ -126,7 +128,8 @@ def main() -> int:
     else:
         print(f"\n{args.data} not found: data-reading figures skipped")
 
-    for script in ("bench_faces.py", "bench_load.py", "bench_memory.py", "bench_runtime.py"):
+    for script in () if args.no_scripts else ("bench_faces.py", "bench_load.py",
+                                              "bench_memory.py", "bench_runtime.py"):
         path = HERE / script
         if path.exists():
             print(f"\n== {script}", flush=True)

@@ -26,20 +26,11 @@ from pathlib import Path
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 sys.path.insert(0, SRC)
 
+from ferlab.machine import cpu_model, machine_header  # noqa: E402
 from ferlab.synthetic import make_split_faces, write_fer2013_csv  # noqa: E402
 from ferlab.train import read_history  # noqa: E402
 
 TARGET_LOSS = 0.15
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def run(nproc: int, threads: int, data: str, out: Path, args) -> float:
@@ -85,7 +76,8 @@ def main() -> None:
             many.append(run(args.nproc, args.threads_per_process, data, Path(tmp) / f"many-{r}",
                             args))
     a, b = statistics.median(one), statistics.median(many)
-    print(f"{cpu_name()}, {os.cpu_count()} logical CPUs; {args.model}, global batch "
+    print(machine_header())
+    print(f"{cpu_model()}, {os.cpu_count()} logical CPUs; {args.model}, global batch "
           f"{args.batch_size}, {args.device}")
     print(f"1 process x {total} threads:  {a:7.0f} images/s  (runs: "
           f"{', '.join(f'{v:.0f}' for v in one)})")

@@ -33,6 +33,7 @@ import torch
 from .constants import EMOTIONS, IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
 from .cpu import inference_copy
 from .errors import ModelError
+from .io_utils import write_bytes
 
 ONNX_FORMAT = "ferlab-onnx/1"
 INPUT_NAME = "grey"
@@ -209,7 +210,7 @@ def quantize_int8(fp32: bytes, calibration: np.ndarray) -> bytes:
 
     with tempfile.TemporaryDirectory(prefix="ferlab-int8-") as tmp:
         src, pre, dst = (Path(tmp) / n for n in ("fp32.onnx", "pre.onnx", "int8.onnx"))
-        src.write_bytes(fp32)
+        write_bytes(src, fp32)  # a temporary file, but ferlab writes every file one way
         try:
             # Shape inference and graph clean-up first, as ONNX Runtime's docs advise.
             quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
@@ -325,7 +326,6 @@ def export_model(spec: str | Path, out: str | Path, *, int8: bool = False,
         True
     """
     from .errors import DataError
-    from .io_utils import write_bytes
     from .model_io import load_model
     from .onnx_runtime import OnnxClassifier
 
