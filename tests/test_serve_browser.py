@@ -98,7 +98,7 @@ def test_the_page_works_end_to_end(browser, site):
     # Which model and precision ran, from /api/model.
     info = json.loads(page.evaluate("fetch('/api/model').then(r => r.text())"))
     page.wait_for_selector("#precision", timeout=TIMEOUT_MS)
-    assert page.text_content("#precision") == info["precision"] in ("bf16", "fp32")
+    assert page.text_content("#precision") == info["precision"] in ("bf16", "fp32", "int8")
     assert page.text_content("#model-name") == "bundled"
 
     # Pick the photo: a box and a card with seven bars appear.
