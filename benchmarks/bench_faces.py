@@ -118,7 +118,7 @@ def bench_classifier(rec: Recognizer, repeat: int) -> None:
     module, which it runs as it is, under autocast (what photos cost before ``inference_copy``)."""
     rng = np.random.default_rng(0)
     as_is = Recognizer(rec.model, bf16=rec.bf16, detector="haar", threads=rec.threads)
-    how = f"torch {rec.precision.name}"
+    how = f"as photos: {rec.runtime} {rec.computes_in}; as passed in: torch {as_is.computes_in}"
     print(f"\n{'classifier images/s':<26}{'as photos':>10}{'as passed in':>14}  ({how})")
     for batch in (1, 64):
         x = rng.integers(0, 256, (batch, 48, 48), dtype=np.uint8)
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                      and args.min_face is None else "")
     print(f"detector: {args.detector}; Haar alt2 step {args.step}; BlazeFace ({args.blaze_backend})"
           f" passes at {sides} px ({passes}){fallback_note}")
-    print(f"classifier in {'bf16' if rec.bf16 else 'float32'}")
+    print(f"classifier: {rec.runtime} {rec.computes_in} (ferlab.runtime_choice)")
     profile_rec = Recognizer(model, profile=True) if args.profile else None
     # The network table first, on a fresh process: when it came last (and ONNX Runtime's threads
     # still spun), its passes timed up to 2.5x slower than the same passes in the photo table.

@@ -23,16 +23,13 @@ ONE_MAX = 4
 
 # (CPU kind, batch kind, what ONNX Runtime runs) -> the faster runtime.
 CHOICES: dict[tuple[str, str, str], str] = {
-    # Measured: `python benchmarks/bench_runtime.py --data fer2013.csv.gz` on an Intel Xeon
-    # (Sapphire Rapids class, family 6 model 207, AVX-512 bf16 + AMX, VNNI), 2 threads, on a
-    # shared machine (load 4-14 on its 2 cores), faces/s in three runs. At one face torch's two
-    # spinning threads collapse under load (bf16: 2-13) where ONNX Runtime's do not (float32
-    # 100-187, int8 339-529); at one thread torch bf16 did 109-145 against float32 ONNX's 58-111
-    # (two runs with --threads 1), so re-measure these rows when torch's thread defaults change.
-    ("bf16-native", "one", "float32"): "onnx",
+    # Measured: `python benchmarks/bench_runtime.py --data fer2013.csv.gz --threads 1` (batch 1,
+    # the one torch thread photos run on) and `--threads 2 --batches 64`, on an Intel Xeon
+    # (Sapphire Rapids class, family 6 model 207, AVX-512 bf16 + AMX, VNNI), 2 cores, quiet
+    # machine, faces/s: batch 1 torch bf16 232 against ONNX float32 178 and int8 658; batch 64
+    # torch bf16 860 against ONNX float32 330 and int8 1,016.
+    ("bf16-native", "one", "float32"): "torch",
     ("bf16-native", "one", "int8"): "onnx",
-    # Batch 64: torch bf16 338, 85 and 47 against float32 ONNX's 141, 100 and 37 (the last two at
-    # load 12-14; at one thread 270-346 against 73-103); int8 ONNX (113-565) beat both each time.
     ("bf16-native", "many", "float32"): "torch",
     ("bf16-native", "many", "int8"): "onnx",
     # Not measured: no CPU without native bf16 was at hand (this one's float32 rows are not a
