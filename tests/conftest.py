@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+
 import pytest
 import torch
 
@@ -53,3 +57,22 @@ def astronaut():
     from skimage.data import astronaut as load
 
     return load(), ASTRONAUT_FACE
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium (and a CJK font for the Chinese report), installed with apt-get when
+    missing and we are root; else the test is skipped. Used by the report and serve tests."""
+    exe = shutil.which("chromium")
+    if exe is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq",
+                                                   "chromium", "fonts-wqy-microhei"]):
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+            if done.returncode:
+                pytest.skip(f"could not install chromium: {' '.join(cmd)}: "
+                            f"{done.stderr.strip()[-200:]}")
+        exe = shutil.which("chromium")
+    if exe is None:
+        pytest.skip("chromium is not installed (apt-get install chromium, as root)")
+    return exe

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 import re
-import shutil
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
@@ -234,24 +232,6 @@ def test_en_and_zh_have_the_same_words():
 
 # --------------------------------------------------------------------------------------------
 # Headless Chromium
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    """Debian's chromium, installed with apt-get when missing and we are root; else skip."""
-    exe = shutil.which("chromium")
-    if exe is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq",
-                                                   "chromium", "fonts-wqy-microhei"]):
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-            if done.returncode:
-                pytest.skip(f"could not install chromium: {' '.join(cmd)}: "
-                            f"{done.stderr.strip()[-200:]}")
-        exe = shutil.which("chromium")
-    if exe is None:
-        pytest.skip("chromium is not installed (apt-get install chromium, as root)")
-    return exe
 
 
 def _chromium(exe: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -30,23 +28,6 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 TIMEOUT_MS = 60_000
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's chromium, installed with apt-get when missing and we are root; else skip."""
-    exe = shutil.which("chromium")
-    if exe is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-            if done.returncode:
-                pytest.skip(f"could not install chromium: {' '.join(cmd)}: "
-                            f"{done.stderr.strip()[-200:]}")
-        exe = shutil.which("chromium")
-    if exe is None:
-        pytest.skip("chromium is not installed (apt-get install chromium, as root)")
-    return exe
 
 
 @pytest.fixture(scope="module")
