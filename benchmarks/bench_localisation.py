@@ -20,31 +20,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import platform
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ferlab.cpu import bf16_is_native
 from ferlab.explain import get_explainer, list_layers, list_methods
 from ferlab.explain.localisation import box_test_faces, localisation_ratio, reference_model
-
-
-def cpu_name() -> str:
-    """The CPU's model name and whether it has native bf16 (for every speed figure)."""
-    name = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{name}, {torch.get_num_threads()} torch threads, native bf16: "
-            f"{'yes' if bf16_is_native() else 'no'}")
+from ferlab.machine import machine_header
 
 
 def measure(model, x, boxes, target, name, **options) -> tuple[float, float, float]:
@@ -67,7 +51,8 @@ def main() -> None:
     ap.add_argument("--time-model", help="model to time LIME on (run folder, file, 'bundled')")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
-    print(f"CPU: {cpu_name()}")
+    print(machine_header())
+    print(f"torch threads {torch.get_num_threads()}")
     t0 = time.perf_counter()
     model = reference_model(args.seed)
     x, labels, boxes = box_test_faces(args.faces)

@@ -42,6 +42,7 @@ from .io_utils import atomic_write, read_json, write_json, write_text
 from .model_io import MODEL_FILE, load_checkpoint, save_model
 from .models import FERModel, count_params, create_model
 from .precision import Precision, resolve_precision
+from .predict import device_of
 from .progress import progress_bar
 
 HISTORY_COLUMNS = ["epoch", "seconds", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
@@ -113,11 +114,6 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError("device cuda: PyTorch sees no GPU here (a CPU build of torch, or a "
                           "machine without one); use --device cpu or auto")
     return torch.device(name)
-
-
-def device_of(model: torch.nn.Module) -> torch.device:
-    """Where ``model``'s parameters are (the CPU for a model without any)."""
-    return next(model.parameters(), torch.empty(0)).device
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
