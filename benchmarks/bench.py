@@ -24,11 +24,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ferlab.cpu import inference_copy
+from ferlab.inference import DEFAULT_BATCH, inference_copy
 from ferlab.machine import machine_header
 from ferlab.models import count_params, create_model, forward_mflops, list_models
 from ferlab.precision import autocast, resolve_precision
-from ferlab.predict import DEFAULT_BATCH
 
 HERE = Path(__file__).parent
 

@@ -27,8 +27,8 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 sys.path.insert(0, SRC)
 
 from ferlab.machine import cpu_model, machine_header  # noqa: E402
+from ferlab.runs import read_history  # noqa: E402
 from ferlab.synthetic import make_split_faces, write_fer2013_csv  # noqa: E402
-from ferlab.train import read_history  # noqa: E402
 
 TARGET_LOSS = 0.15
 

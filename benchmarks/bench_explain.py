@@ -21,7 +21,7 @@ from ferlab.data import load_faces
 from ferlab.explain import deletion_insertion, get_explainer, list_methods, select_faces
 from ferlab.explain.command import pick_split
 from ferlab.explain.figures import deletion_insertion_figure, explanation_grid, methods_grid
-from ferlab.model_io import load_model
+from ferlab.model_spec import load_model
 
 
 def main() -> None:

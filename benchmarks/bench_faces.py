@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from ferlab.errors import FerlabError
-from ferlab.faces import (
+from ferlab.faces.detect import (
     DEFAULT_DETECTOR,
     DETECTORS,
     FALLBACK_MIN_FACE,
@@ -41,7 +41,7 @@ from ferlab.faces import (
     load_photo,
     make_detector,
 )
-from ferlab.recognizer import Recognizer
+from ferlab.faces.recognizer import Recognizer
 
 FER_PACKAGE = {"end_to_end_ms": 26.0, "classifier_img_s": 2443.0}  # fer, measured on this machine
 TARGET_MS = 15.0
@@ -76,7 +76,7 @@ def timed(fn, repeat: int) -> float:
 def load_model_or_stand_in(spec: str) -> tuple[torch.nn.Module | str, str]:
     """``spec`` itself where it loads, so that the Recognizer loads it as users' do (and runs
     its fast copy), else an untrained stand-in module."""
-    from ferlab.model_io import load_model
+    from ferlab.model_spec import load_model
 
     try:
         load_model(spec)
@@ -132,7 +132,7 @@ def bench_blazeface_net(repeat: int, onnx_path: str | None = None) -> None:
     """BlazeFace's network alone, per input size: PyTorch in float32 and bf16 weights
     (channels-last), and ONNX Runtime on the bundled ``.onnx`` file (what ferlab runs) or on
     ``onnx_path``."""
-    from ferlab.blazeface import BlazeFaceDetector, load_blazeface
+    from ferlab.faces.blazeface import BlazeFaceDetector, load_blazeface
     from ferlab.precision import bf16_is_native
 
     # Emulated bf16 (no native bf16) takes seconds a pass: that column is left out there.
@@ -159,10 +159,11 @@ def bench_blazeface_net(repeat: int, onnx_path: str | None = None) -> None:
 def agreement(data: str, spec: str) -> None:
     """How the ways ferlab runs a classifier agree on PublicTest: float32, bf16 autocast (what
     ``ferlab evaluate --bf16`` does) and the folded bf16 copy that the Recognizer classifies
-    photos with (:func:`ferlab.cpu.inference_copy`)."""
-    from ferlab.cpu import autocast_bf16, inference_copy
+    photos with (:func:`ferlab.inference.inference_copy`)."""
     from ferlab.data import load_faces, select_split
-    from ferlab.model_io import load_model
+    from ferlab.inference import inference_copy
+    from ferlab.model_spec import load_model
+    from ferlab.precision import autocast as autocast_bf16
 
     faces = select_split(load_faces(data), "PublicTest")
     x = torch.from_numpy(faces.images).unsqueeze(1).float().div_(255.0)
@@ -187,11 +188,11 @@ def agreement(data: str, spec: str) -> None:
 
 def framing(data: str, n: int = 2000) -> None:
     """Where each detector's box falls inside FER2013 faces: side over the 48-pixel frame's side,
-    and the frame's centre relative to the box centre (in box sides); ferlab.faces.FRAMING."""
+    and the frame's centre relative to the box centre (in box sides); ferlab.faces.detect.FRAMING."""
     import cv2
 
-    from ferlab.blazeface import BlazeFaceDetector
     from ferlab.data import load_faces
+    from ferlab.faces.blazeface import BlazeFaceDetector
 
     faces = load_faces(data)
     step = max(1, len(faces) // n)
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
                      and args.min_face is None else "")
     print(f"detector: {args.detector}; Haar alt2 step {args.step}; BlazeFace ({args.blaze_backend})"
           f" passes at {sides} px ({passes}){fallback_note}")
-    print(f"classifier: {rec.runtime} {rec.computes_in} (ferlab.runtime_choice)")
+    print(f"classifier: {rec.runtime} {rec.computes_in} (ferlab.runtime.choice)")
     profile_rec = Recognizer(model, profile=True) if args.profile else None
     # The network table first, on a fresh process: when it came last (and ONNX Runtime's threads
     # still spun), its passes timed up to 2.5x slower than the same passes in the photo table.

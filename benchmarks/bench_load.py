@@ -28,7 +28,7 @@ import torch
 threads, repeat, model = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 torch.set_num_threads(threads)
 from skimage.data import astronaut
-from ferlab.recognizer import Recognizer
+from ferlab.faces.recognizer import Recognizer
 rec = Recognizer(model, threads=threads)
 photo = astronaut()
 face = np.random.default_rng(0).integers(0, 256, (1, 48, 48), dtype=np.uint8)

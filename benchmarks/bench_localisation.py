@@ -91,7 +91,7 @@ def main() -> None:
             print(f"{seg:8d}{n:8d}{kw:8.2f}{med:8.2f}{q25:8.2f}{dt:8.3f}", flush=True)
 
     if args.time_model:
-        from ferlab.model_io import load_model
+        from ferlab.model_spec import load_model
 
         other = load_model(args.time_model).eval()
         xs = x[:7]

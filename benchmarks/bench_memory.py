@@ -36,7 +36,7 @@ def child(data: str, model_spec: str | None, batch_size: int) -> dict:
     import torch
 
     from ferlab.data import load_faces
-    from ferlab.model_io import load_model
+    from ferlab.model_spec import load_model
     from ferlab.models import create_model
 
     stages = {"imports": _rss_mb()}
@@ -59,11 +59,11 @@ def child(data: str, model_spec: str | None, batch_size: int) -> dict:
         ev = evaluate_model(model, faces, batch_size=batch_size, progress=False)
         accuracy, how = ev.metrics["accuracy"], "ferlab.evaluate.evaluate_model"
     except ImportError:
-        from ferlab.train import predict_probs
+        from ferlab.inference import predict_probs
 
         probs = predict_probs(model, torch.from_numpy(faces.images), batch_size)
         accuracy = float((probs.argmax(1).numpy() == faces.labels).mean())
-        how = "ferlab.train.predict_probs"
+        how = "ferlab.inference.predict_probs"
     eval_s = time.perf_counter() - t
     stages["evaluate"] = _rss_mb()
     return {"faces": len(faces), "model": name, "how": how, "accuracy": accuracy,

@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/bench_runtime.py [--model bundled] [--data fer2013.csv.gz]
 
 Rows: torch float32 and (only where this CPU computes bf16 natively) torch bf16, both the folded
-copy that photos use (:func:`ferlab.cpu.inference_copy`); ONNX Runtime float32 (the graph of
-:func:`ferlab.export.export_onnx`) and int8: for the bundled model the graph that ships with
-ferlab, for any other :func:`ferlab.export.quantize_int8` calibrated on 512 Training faces of
+copy that photos use (:func:`ferlab.inference.inference_copy`); ONNX Runtime float32 (the graph of
+:func:`ferlab.runtime.onnx_graph.export_onnx`) and int8: for the bundled model the graph that ships with
+ferlab, for any other :func:`ferlab.runtime.export.quantize_int8` calibrated on 512 Training faces of
 ``--data``, or on synthetic faces without it (the speed is the same, only the accuracy is
 not). Every runtime gets the same threads (``--threads``, default torch's). Rounds alternate
 between runtimes and each figure is the best round's, so a neighbour's burst on a shared
@@ -26,10 +26,12 @@ import numpy as np
 import onnxruntime
 import torch
 
-from ferlab.cpu import bf16_is_native, inference_copy
-from ferlab.export import export_onnx, quantize_int8
-from ferlab.onnx_runtime import OnnxClassifier, load_classifier, shipped_graph
-from ferlab.runtime_choice import CHOICES, batch_kind, cpu_kind
+from ferlab.inference import inference_copy
+from ferlab.precision import bf16_is_native
+from ferlab.runtime.choice import CHOICES, batch_kind, cpu_kind
+from ferlab.runtime.export import quantize_int8
+from ferlab.runtime.onnx_classifier import OnnxClassifier, load_classifier, shipped_graph
+from ferlab.runtime.onnx_graph import export_onnx
 from ferlab.synthetic import make_faces
 
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
-from ferlab.train import read_history, train
+from ferlab.runs import read_history
+from ferlab.training.loop import train
 
 # The fast recipe: a width-32 VGG (2.4 M parameters, 237 MFLOPs), one-cycle AdamW, label
 # smoothing, flips/shifts/rotations/zoom and random erasing, weight EMA.

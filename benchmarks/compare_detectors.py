@@ -40,7 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferlab.faces import BlazeFaceFinder, FaceDetector, FirstFound, make_detector
+from ferlab.faces.detect import BlazeFaceFinder, FaceDetector, FirstFound, make_detector
 
 SIDE = 100  # pasted LFW face side (25 px enlarged 4x)
 PLACES = [(40, 40), (300, 50), (60, 300), (320, 320)]
@@ -183,9 +183,9 @@ def real_sweep(dets: dict) -> None:
 
 def blaze_framing() -> None:
     """BlazeFace's box against Haar's on the real heads both find (face sides 60-120 px): the
-    numbers behind ``ferlab.faces.BLAZE_SCALE`` / ``BLAZE_DX`` / ``BLAZE_DY``, which map a
+    numbers behind ``ferlab.faces.detect.BLAZE_SCALE`` / ``BLAZE_DX`` / ``BLAZE_DY``, which map a
     BlazeFace box to the FER2013 framing that Haar's box was calibrated to."""
-    from ferlab.faces import CROP_SCALE, crop_box
+    from ferlab.faces.detect import CROP_SCALE, crop_box
 
     haar, blaze = FaceDetector(), BlazeFaceFinder()
     ratio, dx, dy = [], [], []
@@ -258,8 +258,8 @@ def tight_crops(lfw_faces: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
 def crop_sweep(lfw_faces: np.ndarray) -> None:
     """Tight crops: who finds the face, and how large Haar's box is against the photo's shorter
-    side, the figure behind ``ferlab.faces.FALLBACK_MIN_FACE``."""
-    from ferlab.faces import FALLBACK_MIN_FACE
+    side, the figure behind ``ferlab.faces.detect.FALLBACK_MIN_FACE``."""
+    from ferlab.faces.detect import FALLBACK_MIN_FACE
 
     crops = tight_crops(lfw_faces)
     blaze, haar = BlazeFaceFinder(), FaceDetector()

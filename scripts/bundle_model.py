@@ -19,8 +19,10 @@ import shutil
 import sys
 from pathlib import Path
 
+from ferlab.assets import bundled_model_path
 from ferlab.io_utils import read_json
-from ferlab.model_io import BUNDLED, BUNDLED_MODELS, bundled_model_path, load_model, save_model
+from ferlab.model_file import save_model
+from ferlab.model_spec import BUNDLED, BUNDLED_MODELS, load_model
 
 DOCS_ROOT = Path(__file__).resolve().parents[1] / "docs"
 DOCS = DOCS_ROOT / "bundled"

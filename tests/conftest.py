@@ -37,7 +37,7 @@ def eval_run(tmp_path_factory, faces):
     evaluate / ensemble / predict tests. Trained once per session (a few seconds)."""
     from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
     from ferlab.data import make_split
-    from ferlab.train import train
+    from ferlab.training.loop import train
 
     cfg = RunConfig(DataConfig(path="synthetic"), ModelConfig("cnn-leaky"),
                     AugmentConfig(flip=False, shift=0, rotation=0, zoom=0),

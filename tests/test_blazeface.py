@@ -9,14 +9,14 @@ import skimage.data
 import torch
 from safetensors import safe_open
 
-from ferlab.blazeface import (
+from ferlab.errors import ConfigError, DataError, ModelError
+from ferlab.faces.blazeface import (
     BlazeFaceDetector,
     BlazeFaceFullRange,
     anchor_centres,
     asset_path,
     weighted_nms,
 )
-from ferlab.errors import ConfigError, DataError, ModelError
 
 ASTRONAUT_FACE = (176, 66, 95, 95)  # x, y, w, h, marked by hand
 

@@ -1,7 +1,7 @@
 """``ferlab train`` under torchrun (gloo over loopback, one thread per process) and ensemble
 members in parallel (``--jobs``).
 
-* The shards, loss weights and seeds of :class:`ferlab.distributed.Context`.
+* The shards, loss weights and seeds of :class:`ferlab.training.distributed.Context`.
 * 2 processes give the gradients of 1 at the same global batch: the same weights to 1e-5 for a
   net without BatchNorm in float32 (BatchNorm normalises each rank's half batch, the one
   difference DDP keeps), and for ``cnn-leaky`` the same validation accuracy trajectory within
@@ -31,9 +31,9 @@ import torch
 from safetensors.torch import load_file
 
 from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
-from ferlab.distributed import SINGLE, Context, DistributedError, lost_peer
 from ferlab.errors import ConfigError
 from ferlab.synthetic import make_split_faces, write_fer2013_csv
+from ferlab.training.distributed import SINGLE, Context, DistributedError, lost_peer
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 TRAIN_ARGS = ["--model", "cnn-leaky", "--batch-size", "64", "--lr", "3e-3", "--weight-decay",
@@ -72,7 +72,7 @@ def _finish(procs: list[subprocess.Popen]) -> list[tuple[int, str, str]]:
 
 
 def _history(run: Path) -> list[dict]:
-    from ferlab.train import read_history
+    from ferlab.runs import read_history
 
     return read_history(run)
 
@@ -177,7 +177,7 @@ from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, Tra
 from ferlab.data import make_split
 from ferlab.models.registry import register_model
 from ferlab.synthetic import make_split_faces
-from ferlab.train import train
+from ferlab.training.loop import train
 
 class NoBatchNorm(nn.Module):
     name, kwargs, cam_layer = "no-bn", {}, ""
@@ -285,7 +285,7 @@ def test_a_killed_rank_ends_the_run_with_one_line(tmp_path, faces_csv):
 
 
 def test_members_in_two_jobs_are_the_members_of_one(tmp_path, faces):
-    from ferlab.ensemble import train_members
+    from ferlab.training.members import train_members
 
     small = faces.subset(slice(0, 300))
     cfg = RunConfig(DataConfig(path="synthetic", val_split="stratified:0.2"),

@@ -15,15 +15,15 @@ from ferlab.ensemble import (
     ENSEMBLE_FILE,
     Ensemble,
     accuracy_by_members,
-    build_ensemble,
     combine,
     load_ensemble,
     save_ensemble,
-    train_members,
 )
 from ferlab.errors import ConfigError, ModelError
-from ferlab.model_io import load_model, save_model
+from ferlab.model_file import save_model
+from ferlab.model_spec import build_ensemble, load_model
 from ferlab.models import create_model
+from ferlab.training.members import train_members
 
 
 class Fixed(nn.Module):

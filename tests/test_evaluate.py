@@ -21,7 +21,7 @@ from ferlab.evaluate import (
     reliability_bins,
     write_evaluation,
 )
-from ferlab.model_io import load_model
+from ferlab.model_spec import load_model
 from ferlab.plots import curves
 from ferlab.predict import predict_faces
 from ferlab.synthetic import make_faces, write_test_csv

@@ -29,10 +29,11 @@ from ferlab.explain import (
     visualize_filters,
     write_filter_emotion_csv,
 )
-from ferlab.model_io import load_model, save_model
+from ferlab.model_file import save_model
+from ferlab.model_spec import load_model
 from ferlab.models import create_model
 from ferlab.synthetic import MOUTH_BOX, make_faces, make_split_faces, write_fer2013_csv
-from ferlab.train import train
+from ferlab.training.loop import train
 
 SMALL_LEAKY = {"widths": [8, 16, 32, 32], "hidden": 64}
 R0, R1, C0, C1 = MOUTH_BOX

@@ -8,24 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from ferlab import export as export_mod
-from ferlab import runtime_choice
 from ferlab.cli import main
 from ferlab.constants import EMOTIONS
 from ferlab.errors import ConfigError, ModelError
-from ferlab.export import (
-    FP32_TOLERANCE,
-    compare_with_torch,
-    export_model,
-    export_onnx,
-    quantize_int8,
-    read_onnx_meta,
-)
-from ferlab.model_io import load_model
+from ferlab.faces.recognizer import Recognizer
+from ferlab.model_spec import load_model
 from ferlab.models import create_model
-from ferlab.onnx_runtime import OnnxClassifier
 from ferlab.predict import predict_faces
-from ferlab.recognizer import Recognizer
+from ferlab.runtime import choice as runtime_choice
+from ferlab.runtime import export as export_mod
+from ferlab.runtime.export import FP32_TOLERANCE, compare_with_torch, export_model, quantize_int8
+from ferlab.runtime.onnx_classifier import OnnxClassifier
+from ferlab.runtime.onnx_graph import export_onnx, read_onnx_meta
 
 
 @pytest.fixture(scope="module")
@@ -227,8 +221,13 @@ def test_predict_faces_accepts_an_onnx_classifier(trained, graph, faces):
 
 
 def test_the_shipped_int8_graph_is_the_bundled_models_and_passed_the_gate():
-    from ferlab.model_io import bundled_model_path
-    from ferlab.onnx_runtime import bundled_int8_path, file_sha256, load_classifier, shipped_graph
+    from ferlab.assets import bundled_model_path
+    from ferlab.runtime.onnx_classifier import (
+        bundled_int8_path,
+        file_sha256,
+        load_classifier,
+        shipped_graph,
+    )
 
     meta = read_onnx_meta(bundled_int8_path())
     # Fails when the bundled model is retrained without re-exporting its int8 graph.

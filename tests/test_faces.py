@@ -11,7 +11,7 @@ from PIL import Image
 
 from ferlab.constants import IMAGE_SIZE
 from ferlab.errors import ConfigError, DataError
-from ferlab.faces import (
+from ferlab.faces.detect import (
     CROP_SCALE,
     FALLBACK_MIN_FACE,
     FRAMING,

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file
 
 from ferlab.io_utils import atomic_write
-from ferlab.model_io import load_checkpoint
+from ferlab.model_file import load_checkpoint
 from ferlab.synthetic import make_split_faces, write_fer2013_csv
 
 # A tiny, quick run that still uses every random part: shuffling, flips, shifts, rotation,

@@ -20,7 +20,7 @@ from ferlab.explain.localisation import (
     localisation_ratio,
     reference_model,
 )
-from ferlab.model_io import save_model
+from ferlab.model_file import save_model
 from ferlab.models import create_model
 from ferlab.synthetic import EVIDENCE_BOXES, MOUTH_BOX, make_box_faces, write_fer2013_csv
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from ferlab.cpu import inference_copy
 from ferlab.errors import ModelError
-from ferlab.model_io import load_model, save_model
+from ferlab.inference import inference_copy
+from ferlab.model_file import save_model
+from ferlab.model_spec import load_model
 from ferlab.models import count_params, create_model, list_models, model_stats
 
 SMALL = {"vgg": {"width": 8}, "resnet18": {"width": 8}}

@@ -79,7 +79,7 @@ def test_cli_flags_reach_the_config():
 
 
 def _tiny_train(tmp_path, faces, **train_kw):
-    from ferlab.train import train
+    from ferlab.training.loop import train
 
     cfg = RunConfig(DataConfig(path="synthetic"), ModelConfig("cnn-leaky"),
                     train=TrainConfig(epochs=2, batch_size=64, **train_kw))
@@ -88,7 +88,7 @@ def _tiny_train(tmp_path, faces, **train_kw):
 
 
 def test_training_records_its_choice_and_resume_keeps_it(tmp_path, faces, monkeypatch):
-    from ferlab.train import TrainingInterrupted
+    from ferlab.training.loop import TrainingInterrupted
 
     cfg, data, train = _tiny_train(tmp_path, faces)
     quiet = {"progress": False, "log": lambda s: None, "data": data}
@@ -114,10 +114,10 @@ def test_training_records_its_choice_and_resume_keeps_it(tmp_path, faces, monkey
 def test_without_native_bf16_every_default_is_fp32(eval_run, faces, no_native_bf16):
     from ferlab.data import select_split
     from ferlab.evaluate import evaluate_model
-    from ferlab.faces import BlazeFaceDetector
-    from ferlab.model_io import load_model
+    from ferlab.faces.detect import BlazeFaceDetector
+    from ferlab.faces.recognizer import Recognizer
+    from ferlab.model_spec import load_model
     from ferlab.predict import predict_faces
-    from ferlab.recognizer import Recognizer
 
     model = load_model(eval_run)
     test = select_split(faces, "PublicTest")
@@ -132,13 +132,13 @@ def test_without_native_bf16_every_default_is_fp32(eval_run, faces, no_native_bf
     from ferlab.explain import get_explainer
 
     assert get_explainer("lime", model).precision == "fp32"
-    from ferlab.runtime_choice import resolve_runtime
+    from ferlab.runtime.choice import resolve_runtime
 
     assert resolve_runtime("auto", 1, "bundled") == "torch"  # int8 ONNX unmeasured there
 
 
 def test_with_native_bf16_the_defaults_take_it(eval_run, monkeypatch):
-    from ferlab.recognizer import Recognizer
+    from ferlab.faces.recognizer import Recognizer
 
     monkeypatch.setattr(prec, "bf16_is_native", lambda: True)
     rec = Recognizer(eval_run, runtime="torch")

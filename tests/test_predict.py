@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from ferlab.cli import main
-from ferlab.cpu import bf16_is_native
 from ferlab.errors import ConfigError, ModelError
-from ferlab.model_io import load_model
-from ferlab.predict import predict_faces, predict_file, submission_text, tta_views
+from ferlab.inference import tta_views
+from ferlab.model_spec import load_model
+from ferlab.precision import bf16_is_native
+from ferlab.predict import predict_faces, predict_file, submission_text
 from ferlab.synthetic import (
     make_faces,
     write_fer2013_csv,
@@ -143,11 +144,11 @@ def test_cli_predict(eval_run, tmp_path, small_faces, capsys):
 
 def test_cli_predict_image_goes_to_the_recognizer(monkeypatch):
     calls = []
-    fake = types.ModuleType("ferlab.recognizer")
+    fake = types.ModuleType("ferlab.faces.recognizer")
     fake.predict_photos = lambda model, image, out, json_path, tta=False, detector=None, \
         min_face=None, **compute: calls.append((model, image, out, json_path, tta, detector,
                                                 min_face)) or 0
-    monkeypatch.setitem(sys.modules, "ferlab.recognizer", fake)
+    monkeypatch.setitem(sys.modules, "ferlab.faces.recognizer", fake)
     assert main(["predict", "--image", "photo.jpg", "--json", "r.json", "--tta"]) == 0
     assert main(["predict", "--image", "p.jpg", "--tta-shift"]) == 0
     assert main(["predict", "--image", "q.jpg", "--detector", "blazeface",

@@ -11,10 +11,11 @@ from PIL import Image
 from ferlab import cli
 from ferlab.constants import EMOTIONS
 from ferlab.errors import DataError
-from ferlab.faces import Box
-from ferlab.model_io import load_model, save_model
+from ferlab.faces.detect import Box
+from ferlab.faces.recognizer import Face, Recognizer, annotate, predict_photos
+from ferlab.model_file import save_model
+from ferlab.model_spec import load_model
 from ferlab.models import create_model
-from ferlab.recognizer import Face, Recognizer, annotate, predict_photos
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def shift_run(tmp_path_factory, faces):
     faces framed by a detector (1-2 px off) as well as exact crops. A few seconds."""
     from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
     from ferlab.data import make_split
-    from ferlab.train import train
+    from ferlab.training.loop import train
 
     cfg = RunConfig(DataConfig(path="synthetic"), ModelConfig("cnn-leaky"),
                     AugmentConfig(flip=False, shift=0.05, rotation=0, zoom=0.08, shear=0,

@@ -17,7 +17,7 @@ from ferlab.cli import main
 from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
 from ferlab.data import make_split
 from ferlab.models import create_model
-from ferlab.report import (
+from ferlab.report.document import (
     SECTION_IDS,
     Section,
     figure,
@@ -28,9 +28,9 @@ from ferlab.report import (
     top_confusions,
     write_report,
 )
-from ferlab.report_text import STRINGS, tr
+from ferlab.report.text import STRINGS, tr
 from ferlab.synthetic import make_split_faces, write_fer2013_csv
-from ferlab.train import train
+from ferlab.training.loop import train
 
 QUICK = {"filter_steps": 4, "lime_samples": 32, "faces_per_class": 20}
 REPO = Path(__file__).resolve().parents[1]
@@ -266,7 +266,7 @@ def test_opens_in_headless_chromium_without_console_errors(chromium, report_html
 
 
 def test_overfitting_subsection_only_where_it_happens(report_runs, report_html):
-    from ferlab.train import read_history
+    from ferlab.runs import read_history
 
     html = report_html.read_text(encoding="utf-8")
     training = html.split('<section id="training">')[1].split("</section>")[0]

@@ -318,7 +318,7 @@ def test_train_on_a_directory_of_nothing(tmp_path, capsys):
 def tiny_run(tmp_path_factory, train_csv):
     """A finished two-epoch cnn-leaky run folder (of ``train_csv``) to damage."""
     from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
-    from ferlab.train import train
+    from ferlab.training.loop import train
 
     cfg = RunConfig(DataConfig(path=str(train_csv)), ModelConfig("cnn-leaky"),
                     AugmentConfig(flip=False, shift=0, rotation=0, zoom=0),
@@ -436,7 +436,7 @@ def test_bad_model_files_give_one_line(tmp_path, capsys, tiny_run, train_csv):
 def test_model_loader_refuses_every_bad_file(tmp_path, tiny_run):
     """The same model corpus through the library: ModelError, never anything else."""
     from ferlab.errors import ModelError
-    from ferlab.model_io import load_model
+    from ferlab.model_spec import load_model
 
     for name, (model, expect) in _model_cases(tiny_run, tmp_path).items():
         with pytest.raises(ModelError) as info:
@@ -482,7 +482,7 @@ def test_bad_run_folders_give_one_line(case, tmp_path, capsys, tiny_run):
 
 
 def test_history_reader_names_the_file(tmp_path):
-    from ferlab.train import read_history
+    from ferlab.runs import read_history
 
     (tmp_path / "history.csv").write_text("epoch,val_acc\n1,oops\n")
     with pytest.raises(DataError, match="history.csv"):

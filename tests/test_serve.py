@@ -28,8 +28,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from ferlab import cli  # noqa: E402
 from ferlab.constants import EMOTIONS  # noqa: E402
-from ferlab.cpu import bf16_is_native  # noqa: E402
-from ferlab.faces import Box  # noqa: E402
+from ferlab.faces.detect import Box  # noqa: E402
+from ferlab.precision import bf16_is_native  # noqa: E402
 from ferlab.serve import METHODS, ServeLimits, create_app, is_loopback, serving  # noqa: E402
 from ferlab.serve.app import upload_name  # noqa: E402
 from ferlab.serve.limits import UploadRefused, check_photo  # noqa: E402
@@ -99,7 +99,7 @@ def client(app):
 def small_model(tmp_path_factory):
     import torch
 
-    from ferlab.model_io import save_model
+    from ferlab.model_file import save_model
     from ferlab.models import create_model
 
     torch.manual_seed(0)

@@ -19,7 +19,8 @@ import torch
 
 from ferlab.cli import COMMANDS, main
 from ferlab.errors import ModelError
-from ferlab.model_io import load_checkpoint, load_model
+from ferlab.model_file import load_checkpoint
+from ferlab.model_spec import load_model
 from ferlab.models import create_model
 
 
@@ -91,7 +92,7 @@ def run_folder(tmp_path_factory):
     """A finished one-epoch run of a tiny model on a synthetic CSV."""
     from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
     from ferlab.synthetic import make_split_faces, write_fer2013_csv
-    from ferlab.train import train
+    from ferlab.training.loop import train
 
     root = tmp_path_factory.mktemp("untrusted")
     csv = write_fer2013_csv(make_split_faces(40, 12, seed=5), root / "fer.csv")

@@ -13,11 +13,11 @@ import pytest
 from ferlab import cli
 from ferlab.constants import EMOTIONS
 from ferlab.errors import ConfigError, DataError
-from ferlab.faces import Box
-from ferlab.model_io import save_model
+from ferlab.faces.detect import Box
+from ferlab.faces.video import CSV_COLUMNS, analyze_video, read_csv
+from ferlab.model_file import save_model
 from ferlab.models import create_model
 from ferlab.synthetic import make_faces
-from ferlab.video import CSV_COLUMNS, analyze_video, read_csv
 
 FPS = 10.0
 SIDE = 144  # synthetic faces enlarged 3x
@@ -135,7 +135,7 @@ def test_cli_video(video, model_file, tmp_path, capsys):
 
 
 def test_a_switch_of_the_largest_face_is_found():
-    from ferlab.video import face_switches
+    from ferlab.faces.video import face_switches
 
     boxes = {0: (10, 10, 60, 60), 1: (14, 12, 60, 60), 3: (400, 20, 70, 70), 4: (405, 22, 70, 70)}
     assert face_switches(boxes) == [3]  # frame 2 had no face; the face moves but stays one

@@ -2,8 +2,7 @@
 
 The public API, by name (imported on first use, so that ``ferlab --help`` stays fast)::
 
-    from ferlab import load_faces, create_model, load_model, evaluate_model, Recognizer
-    from ferlab.train import train
+    from ferlab import load_faces, create_model, load_model, train, evaluate_model, Recognizer
 
 Example:
     >>> import ferlab
@@ -28,13 +27,14 @@ _EXPORTS = {
     "AugmentConfig": "config", "TrainConfig": "config",
     "create_model": "models", "list_models": "models", "register_model": "models",
     "model_stats": "models",
-    "load_model": "model_io", "save_model": "model_io",
-    "read_history": "train", "predict_probs": "train",  # train(): ferlab.train.train
+    "load_model": "model_spec", "save_model": "model_file",
+    "RunFolder": "runs", "read_history": "runs",
+    "train": "training.loop", "predict_probs": "inference",
     "evaluate_model": "evaluate", "write_evaluation": "evaluate",
-    "Ensemble": "ensemble", "build_ensemble": "ensemble", "train_members": "ensemble",
+    "Ensemble": "ensemble", "build_ensemble": "model_spec", "train_members": "training.members",
     "predict_faces": "predict", "predict_file": "predict",
     "get_explainer": "explain", "list_methods": "explain",
-    "Recognizer": "recognizer", "detect_faces": "faces",
+    "Recognizer": "faces.recognizer", "detect_faces": "faces.detect",
     "make_faces": "synthetic",
 }
 

@@ -156,7 +156,8 @@ def add_models(sub) -> None:
 
 
 def cmd_models(args) -> int:
-    from .model_io import BUNDLED, bundled_model_path, load_model
+    from .assets import bundled_model_path
+    from .model_spec import BUNDLED, load_model
     from .models import count_params, describe_model, forward_mflops, list_models, model_stats
 
     print(f"{'name':<11}{'parameters':>13}{'BN stats':>10}{'MFLOPs':>9}  description")
@@ -283,8 +284,8 @@ def config_from_args(args):
 
 
 def cmd_train(args) -> int:
-    from .distributed import is_main_process
-    from .train import train
+    from .training.distributed import is_main_process
+    from .training.loop import train
 
     if args.resume:
         run = train(None, args.resume, resume=True)
@@ -294,8 +295,8 @@ def cmd_train(args) -> int:
         if args.jobs > 1 and args.members == 1:
             raise FerlabError("--jobs trains ensemble members in parallel; give --members N")
         if args.members > 1 or args.member_splits:
-            from .distributed import world_from_env
-            from .ensemble import train_members
+            from .training.distributed import world_from_env
+            from .training.members import train_members
 
             if world_from_env() > 1:
                 raise FerlabError("--members under torchrun is not supported: torchrun shares "
@@ -382,7 +383,7 @@ def add_video(sub) -> None:
 
 
 def cmd_video(args) -> int:
-    from .video import analyze_video
+    from .faces.video import analyze_video
 
     source = args.camera if args.camera is not None else args.input
     r = analyze_video(source, args.out, model=args.model, every=args.every,
@@ -423,7 +424,7 @@ def _add_tta(p, shift: bool = True) -> None:
 
 
 def _add_runtime(p, default: str | None = None) -> None:
-    from .runtime_choice import DEFAULT_RUNTIME, RUNTIMES
+    from .runtime.choice import DEFAULT_RUNTIME, RUNTIMES
 
     default = default or DEFAULT_RUNTIME
     why = ("default torch: evaluate scores the model itself, not a faster approximation"
@@ -432,7 +433,7 @@ def _add_runtime(p, default: str | None = None) -> None:
                    help="who runs the classifier: torch, onnx (ONNX Runtime: the bundled "
                         "model's int8 graph, any other model exported at start in float32) or "
                         "auto (what benchmarks/bench_runtime.py measured faster on this kind "
-                        f"of CPU for this batch size, see ferlab.runtime_choice; {why}); a "
+                        f"of CPU for this batch size, see ferlab.runtime.choice; {why}); a "
                         ".onnx --model runs in ONNX Runtime")
 
 
@@ -472,7 +473,7 @@ def add_evaluate(sub) -> None:
 def cmd_evaluate(args) -> int:
     from .data import load_faces, select_split
     from .evaluate import evaluate_model, format_metrics, model_description, write_evaluation
-    from .onnx_runtime import load_classifier
+    from .runtime.onnx_classifier import load_classifier
     from .threads import configure_threads
 
     model = load_classifier(args.model)
@@ -553,7 +554,8 @@ def add_ensemble(sub) -> None:
 
 
 def cmd_ensemble(args) -> int:
-    from .ensemble import build_ensemble, save_ensemble
+    from .ensemble import save_ensemble
+    from .model_spec import build_ensemble
 
     ens = build_ensemble(args.runs, args.method)
     out = save_ensemble(ens, args.out)
@@ -591,7 +593,7 @@ def add_predict(sub) -> None:
 
 def cmd_predict(args) -> int:
     if args.image:
-        from .recognizer import predict_photos
+        from .faces.recognizer import predict_photos
 
         return predict_photos(args.model, args.image, args.out, args.json, tta=_tta(args),
                               detector=args.detector, min_face=args.min_face,
@@ -636,7 +638,7 @@ def add_report(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
+    from .report.document import write_report
     from .threads import configure_threads
 
     configure_threads(args.threads, "batch")
@@ -711,7 +713,7 @@ def cmd_explain(args) -> int:
         format_layers,
         parse_methods,
     )
-    from .model_io import load_model
+    from .model_spec import load_model
     from .threads import configure_threads
 
     configure_threads(args.threads, "batch")
@@ -828,7 +830,7 @@ def add_export(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from .export import export_model
+    from .runtime.export import export_model
 
     r = export_model(args.model, args.out, int8=args.int8, data=args.data,
                      calibration_faces=args.calibration, max_drop=args.max_drop)

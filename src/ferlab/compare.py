@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import DataError
 from .io_utils import read_json
-from .train import read_history
+from .runs import read_history
 
 
 def run_summary(run_dir: str | Path) -> dict:

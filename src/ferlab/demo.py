@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .assets import DEMO_PHOTO, bundled_model_path
 from .constants import EMOTIONS
 from .errors import ModelError
+from .faces.recognizer import Face, Recognizer, annotate, photo_record, save_png
 from .io_utils import write_json
-from .model_io import BUNDLED, bundled_model_path, is_bundled
-from .recognizer import Face, Recognizer, annotate, photo_record, save_png
+from .model_spec import BUNDLED, is_bundled
 
-DEMO_PHOTO = Path(__file__).parent / "assets" / "astronaut.jpg"
 DEMO_METHODS = ("saliency", "gradcam", "lime")
 # Who found a face, by its box kind, for the page's text.
 FOUND_BY = {"blazeface": "MediaPipe's BlazeFace network", "frontal": "OpenCV's Haar cascade",
@@ -74,7 +74,7 @@ def run_demo(out_dir: str | Path = "demo-output", model: str | Path = BUNDLED,
     """Run the recognizer on ``photo`` (default: the bundled astronaut) and write everything.
 
     ``precision`` (``auto``, ``fp32`` or ``bf16``) and ``threads`` are the classifier's; see
-    :class:`~ferlab.recognizer.Recognizer`.
+    :class:`~ferlab.faces.recognizer.Recognizer`.
 
     Raises:
         ModelError: the bundled model is not installed (the message says what to do instead).
@@ -85,7 +85,7 @@ def run_demo(out_dir: str | Path = "demo-output", model: str | Path = BUNDLED,
             raise ModelError(f"the {model} model is missing ({shipped}); run the demo with a "
                              "model you trained: ferlab demo --model RUN_DIR (ferlab train "
                              "makes one)")
-    from .report import Section, figure, para, render_page, table, write_page
+    from .report.document import Section, figure, para, render_page, table, write_page
 
     out = Path(out_dir)
     photo_path = Path(photo) if photo else DEMO_PHOTO

@@ -27,10 +27,11 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from .constants import EMOTIONS, NUM_CLASSES
 from .data import FaceSet
 from .errors import DataError
+from .inference import DEFAULT_BATCH, device_of, tta_mode
 from .io_utils import write_json
 from .precision import resolve_precision
-from .predict import DEFAULT_BATCH, device_of, predict_faces, tta_mode
-from .runtime_choice import resolve_runtime
+from .predict import predict_faces
+from .runtime.choice import resolve_runtime
 
 ECE_BINS = 15  # equal-width confidence bins, the usual choice (Guo et al. 2017)
 
@@ -214,7 +215,7 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
         model_name: stored as ``metrics["model"]`` (default: the model's registry name).
         split: stored as ``metrics["split"]``.
         runtime: ``torch``, ``onnx`` or ``auto``, as in :func:`ferlab.predict.predict_faces`
-            (``model`` may be an :class:`~ferlab.onnx_runtime.OnnxClassifier`); the one used is
+            (``model`` may be an :class:`~ferlab.runtime.onnx_classifier.OnnxClassifier`); the one used is
             stored as ``metrics["runtime"]``.
 
     Raises:
@@ -238,7 +239,7 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
         chosen = resolve_precision(precision, device_of(model).type)
         computed_in = chosen.name
     else:  # ONNX Runtime runs the graph in the precision it was exported in
-        from .onnx_runtime import as_onnx
+        from .runtime.onnx_classifier import as_onnx
 
         model = as_onnx(model)
         computed_in = {"float32": "fp32"}.get(model.precision, model.precision)

@@ -280,7 +280,7 @@ def curves(runs, path: str | Path, labels=None) -> Path:
         >>> curves(["runs/cnn", "runs/dnn"], "curves.png")  # doctest: +SKIP
     """
     from .errors import DataError
-    from .train import read_history
+    from .runs import read_history
 
     hists, names = [], []
     for i, r in enumerate(runs):

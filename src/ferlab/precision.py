@@ -21,8 +21,8 @@ from __future__ import annotations
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+from .cpuinfo import cpu_flags
 from .errors import ConfigError
-from .machine import cpu_flags
 
 PRECISIONS = ("auto", "fp32", "bf16")
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..constants import IMAGE_SIZE, NUM_CLASSES
 from ..errors import ConfigError, ModelError
+from ..inference import predict_probs
 
 # Every per-module hook dict of torch.nn.Module; new entries made during a call are removed.
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
@@ -240,12 +241,9 @@ def check_input(x: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Softmax probabilities ``[N, 7]`` in eval mode (mode restored)."""
-    out = []
-    with prepared(model), torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            out.append(model(x[i:i + batch_size]).float().softmax(1))
-    return torch.cat(out) if out else torch.zeros(0, NUM_CLASSES)
+    """Softmax probabilities ``[N, 7]`` of the model itself in float32, eval mode (restored)."""
+    with prepared(model):
+        return predict_probs(model, x, batch_size=batch_size, precision="fp32", fast=False)
 
 
 def resolve_target(model: nn.Module, x: torch.Tensor,

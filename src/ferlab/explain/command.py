@@ -65,7 +65,7 @@ def crop_photo(path: str | Path) -> np.ndarray:
     Raises:
         DataError: no face found in the photo.
     """
-    from ..faces import Box, crop_face, detect_faces, load_photo
+    from ..faces.detect import Box, crop_face, detect_faces, load_photo
 
     photo = load_photo(path)
     h, w = photo.gray.shape

@@ -15,8 +15,8 @@ import torch
 from skimage.segmentation import slic
 
 from ..constants import IMAGE_SIZE
+from ..inference import DEFAULT_BATCH
 from ..precision import resolve_precision
-from ..predict import DEFAULT_BATCH
 from .base import Explainer, register_explainer
 
 
@@ -79,7 +79,7 @@ class LimeExplainer(Explainer):
         batch_size: perturbed faces per forward pass.
         precision: ``auto`` (bf16 only on CPUs with native bf16), ``fp32`` or ``bf16``: the
             precision the perturbed faces are classified in, by a copy of the model with batch
-            norms folded and channels-last memory (``ferlab.cpu.inference_copy``).
+            norms folded and channels-last memory (``ferlab.inference.inference_copy``).
         fast: the former switch, kept for old callers: ``True`` = ``bf16``, ``False`` = ``fp32``
             (``None``: use ``precision``).
 
@@ -104,7 +104,7 @@ class LimeExplainer(Explainer):
         self.last_segments: list[np.ndarray] = []  # the superpixels of the last call, for figures
 
     def _classifier(self):
-        from ..cpu import inference_copy
+        from ..inference import inference_copy
 
         # A private copy: folding batch norms and converting memory format in place would change
         # the caller's model. Weights held in bf16 are cast once, not on every call (autocast).

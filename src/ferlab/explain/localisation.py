@@ -65,7 +65,7 @@ _TRAINED: dict[int, nn.Module] = {}
 def reference_model(seed: int = 0, log=lambda s: None) -> nn.Module:
     """The small model that learned box faces (seeded: the same weights each call).
 
-    Trained with ``ferlab.train.train`` in float32 (so the weights do not depend on whether this
+    Trained with ``ferlab.training.loop.train`` in float32 (so the weights do not depend on whether this
     CPU has bf16) into a temporary folder that is removed afterwards; trained once per process
     and seed, each call returns its own copy.
     """
@@ -76,9 +76,9 @@ def reference_model(seed: int = 0, log=lambda s: None) -> nn.Module:
 
 def _train_reference(seed: int, log) -> nn.Module:
     from ..config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
-    from ..model_io import load_model
+    from ..model_spec import load_model
     from ..synthetic import make_box_faces
-    from ..train import train
+    from ..training.loop import train
 
     name, kwargs = REFERENCE_ARCH
     t = REFERENCE_TRAIN

@@ -40,10 +40,10 @@ from starlette.formparsers import MultiPartParser
 
 from .. import __version__
 from ..constants import EMOTIONS, IMAGE_SIZE
-from ..cpu import bf16_is_native
 from ..errors import FerlabError
-from ..faces import load_photo
-from ..recognizer import COLORS, Recognizer, photo_record
+from ..faces.detect import load_photo
+from ..faces.recognizer import COLORS, Recognizer, photo_record
+from ..precision import bf16_is_native
 from . import schemas
 from .limits import Gate, LimitsMiddleware, ServeLimits, UploadRefused, check_photo
 from .overlay import data_url, normalized_magnitude, overlay_jpeg
@@ -95,7 +95,7 @@ def model_info(rec: Recognizer, limits: ServeLimits, workers: int, detector: str
         "architecture": model_description(rec.model),
         "parameters": int(sum(p.numel() for p in rec.model.parameters())),
         # What Recognizer.classify actually runs: torch in bf16 or fp32, or ONNX Runtime's
-        # graph (int8 for the bundled model), as ferlab.runtime_choice picked for this CPU.
+        # graph (int8 for the bundled model), as ferlab.runtime.choice picked for this CPU.
         "precision": rec.computes_in,
         "runtime": rec.runtime,
         "bf16_native": bf16_is_native(),
@@ -133,7 +133,7 @@ def create_app(model: Any = "bundled", limits: ServeLimits | None = None, *,
     Args:
         model: ``"bundled"``, a model file, a run or ensemble folder.
         limits: upload, pixel, time and concurrency limits (:class:`ServeLimits`).
-        detector: face detector, as in :class:`~ferlab.recognizer.Recognizer`.
+        detector: face detector, as in :class:`~ferlab.faces.recognizer.Recognizer`.
         warm_up: run every model and explainer once before serving (see
             :class:`RecognizerPool`); tests that time nothing can skip it.
         recognizer_options: further Recognizer options (``bf16=``, ``min_face=``).

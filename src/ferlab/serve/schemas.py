@@ -2,7 +2,7 @@
 
 A photo's answer has exactly the shape of ``ferlab predict --image PHOTO --json``:
 ``{"model", "photos": [{"photo", "width", "height", "faces": [{"box", "detector", "label",
-"probabilities"}]}]}`` (:func:`ferlab.recognizer.photo_record`), with one photo.
+"probabilities"}]}]}`` (:func:`ferlab.faces.recognizer.photo_record`), with one photo.
 """
 
 from __future__ import annotations

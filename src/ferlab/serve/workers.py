@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..recognizer import Recognizer
+from ..faces.recognizer import Recognizer
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ class RecognizerPool:
     """``size`` Recognizers of ``model`` and as many threads; :meth:`run` gives a job one.
 
     Args:
-        model: anything :class:`~ferlab.recognizer.Recognizer` takes (``"bundled"``, a path).
+        model: anything :class:`~ferlab.faces.recognizer.Recognizer` takes (``"bundled"``, a path).
         size: Recognizers (and threads) to make.
         warm_up: run each Recognizer once on a blank photo and each of ``methods`` once, so that the
             first visitor does not wait for PyTorch's first-call set-up (seconds for saliency).

@@ -32,7 +32,7 @@ Absolute times were taken while training shared the 2 cores, so only their ratio
 ``benchmarks/bench_faces.py`` times the detector on an idle machine.
 
 Why BlazeFace first. ``detector="blazeface"`` is MediaPipe's full-range BlazeFace network
-(:mod:`ferlab.blazeface`, weights bundled, Apache-2.0), run by ONNX Runtime, at 192 px and then,
+(:mod:`ferlab.faces.blazeface`, weights bundled, Apache-2.0), run by ONNX Runtime, at 192 px and then,
 for faces the first pass may have missed, on a picture of up to 384 px. On real heads with their
 surroundings (``compare_detectors.py --sizes``: 24 per face size on a 640x480 canvas) BlazeFace
 finds 23 of 24 at 32 px and 24 of 24 from 40 px; Haar 2 of 24 at 48 px and at most 16 of 24
@@ -68,10 +68,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ..constants import DEFAULT_DETECTOR, DETECTORS, IMAGE_SIZE
+from ..errors import ConfigError, DataError
+from ..images import IMAGE_SUFFIXES, open_image, to_gray, to_rgb
 from .blazeface import SCORE_THRESHOLD, BlazeFaceDetector, pass_side
-from .constants import DEFAULT_DETECTOR, DETECTORS, IMAGE_SIZE
-from .errors import ConfigError, DataError
-from .images import IMAGE_SUFFIXES, open_image, to_gray, to_rgb
 
 # Side of a FER2013 frame over the side of the Haar box found in it: 1 / 0.969 (see module doc).
 CROP_SCALE = 1.032
@@ -259,7 +259,7 @@ def _inside(a: Box, b: Box) -> bool:
 
 
 class BlazeFaceFinder:
-    """MediaPipe's BlazeFace (:mod:`ferlab.blazeface`) giving :class:`Box` es of kind
+    """MediaPipe's BlazeFace (:mod:`ferlab.faces.blazeface`) giving :class:`Box` es of kind
     ``blazeface``, largest first (``detector="blazeface"``; see the module doc).
 
     Args:
@@ -268,7 +268,7 @@ class BlazeFaceFinder:
         bf16: with ``backend="torch"``, run the network in bfloat16; None (default): where the
             CPU has it natively.
         adaptive: the second pass only for faces the 192-px one may have missed, sized for
-            them (see :class:`ferlab.blazeface.BlazeFaceDetector`); False runs both passes in
+            them (see :class:`ferlab.faces.blazeface.BlazeFaceDetector`); False runs both passes in
             full on every photo.
         backend: who runs the network: ``onnx`` (ONNX Runtime, default) or ``torch``.
         onnx_path: the ``.onnx`` file ONNX Runtime runs; default: the one bundled with ferlab.
@@ -331,7 +331,7 @@ def make_detector(name: str | None = None, *, profile: bool = False,
     ``ONE_PASS_MIN_FACE`` (0.1) up, BlazeFace makes one 192-px pass, which about halves its
     time on photos with a face under 25 % of the longer side, or none. Under it, BlazeFace
     looks for faces that small in every photo, whatever the first pass found: the second pass
-    always runs, sized for them (:func:`ferlab.blazeface.pass_side`, at most 384 px). Haar
+    always runs, sized for them (:func:`ferlab.faces.blazeface.pass_side`, at most 384 px). Haar
     searches a copy of ``MIN_PX / min_face`` pixels (240 at 0.1) instead of ``max_side``.
     """
     name = name or ("haar" if profile else DEFAULT_DETECTOR)

@@ -18,7 +18,7 @@ import queue
 import signal
 from collections.abc import Callable, Sequence
 
-from .errors import FerlabError
+from ..errors import FerlabError
 
 POLL_SECONDS = 0.5  # how often the parent looks for a worker that died without a word
 
@@ -50,7 +50,7 @@ def gpu_for_slot(slot: int, device: str) -> str | None:
 def _worker(slot: int, tasks, events, threads: int, gpu: str | None) -> None:
     if gpu is not None:  # before CUDA starts in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    from .train import TrainingInterrupted
+    from .loop import TrainingInterrupted
 
     try:
         while (member := tasks.get()) is not None:
@@ -85,7 +85,7 @@ def train_in_parallel(members: Sequence, jobs: int, log: Callable[[str], None]) 
         TrainingInterrupted: a signal stopped the workers.
         MemberJobError: a member failed, or a worker process died.
     """
-    from .train import TrainingInterrupted
+    from .loop import TrainingInterrupted
 
     jobs = min(jobs, len(members))
     first = members[0].cfg.train

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import precision
-from .errors import ConfigError
+from .. import precision
+from ..errors import ConfigError
 
 RUNTIMES = ("torch", "onnx", "auto")
 DEFAULT_RUNTIME = "auto"
@@ -61,7 +61,7 @@ def resolve_runtime(runtime: str | None, batch_size: int, model=None, bf16: bool
             ONNX graph, else torch), what library calls that take a model do by default.
         batch_size: faces per call (1 for photos and video).
         model: the model spec or object, when known: an ``.onnx`` file or an
-            :class:`ferlab.onnx_runtime.OnnxClassifier` runs only in ONNX Runtime.
+            :class:`ferlab.runtime.onnx_classifier.OnnxClassifier` runs only in ONNX Runtime.
         bf16: a precision was asked for by name (``fp32`` or ``bf16``, not ``auto``):
             ``auto`` then keeps torch, the runtime that computes in it (the shipped ONNX graph
             is int8).
@@ -91,13 +91,13 @@ def resolve_runtime(runtime: str | None, batch_size: int, model=None, bf16: bool
 
 def onnx_precision(model) -> str:
     """What ONNX Runtime would run for ``model``: ``"int8"`` where an int8 graph ships for it
-    (:func:`ferlab.onnx_runtime.shipped_graph`), else ``"float32"``."""
-    from .onnx_runtime import shipped_graph
+    (:func:`ferlab.runtime.onnx_classifier.shipped_graph`), else ``"float32"``."""
+    from .onnx_classifier import shipped_graph
 
     return "int8" if model is not None and shipped_graph(model) is not None else "float32"
 
 
 def _is_onnx(model) -> bool:
-    from .onnx_runtime import OnnxClassifier, is_onnx_file
+    from .onnx_classifier import OnnxClassifier, is_onnx_file
 
     return isinstance(model, OnnxClassifier) or is_onnx_file(model)

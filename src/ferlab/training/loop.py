@@ -16,38 +16,32 @@ uninterrupted run draws, and ends with the same weights.
 from __future__ import annotations
 
 import copy
-import csv
 import dataclasses
-import io
 import math
 import signal
 import subprocess
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import __version__, distributed
-from .augment import augment, mixup
-from .config import RunConfig, TrainConfig
-from .constants import NUM_CLASSES
-from .data import FaceSet, load_faces, make_split
-from .errors import ConfigError, DataError, FerlabError, ModelError
-from .io_utils import atomic_write, read_json, write_json, write_text
-from .model_io import MODEL_FILE, load_checkpoint, save_model
-from .models import FERModel, count_params, create_model
-from .precision import Precision, resolve_precision
-from .predict import device_of
-from .progress import progress_bar
-
-HISTORY_COLUMNS = ["epoch", "seconds", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
-                   "wrong_confidence"]
-CHECKPOINT = "checkpoint.pt"
+from .. import __version__
+from ..augment import augment, mixup
+from ..config import RunConfig, TrainConfig
+from ..constants import NUM_CLASSES
+from ..data import FaceSet, load_faces, make_split
+from ..errors import ConfigError, FerlabError, ModelError
+from ..inference import predict_probs, to_model_input
+from ..io_utils import atomic_write
+from ..model_file import load_checkpoint, save_model
+from ..models import FERModel, count_params, create_model
+from ..precision import Precision, resolve_precision
+from ..progress import progress_bar
+from ..runs import RunFolder
+from . import distributed
 
 
 class RunExistsError(FerlabError):
@@ -116,13 +110,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[N, 48, 48]`` or ``[N, 1, 48, 48]`` -> the float ``[N, 1, 48, 48]`` models take."""
-    if images.dim() == 3:
-        images = images.unsqueeze(1)
-    return images.float().div_(255.0)
-
-
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     # No weight decay on BatchNorm and biases: decaying them only fights the normalisation.
     decay = [p for n, p in model.named_parameters() if p.dim() > 1]
@@ -179,7 +166,7 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 def load_init_weights(model: FERModel, spec: str) -> None:
     """Start ``model`` from the weights of the model at ``spec`` (same architecture)."""
-    from .model_io import load_model
+    from ..model_spec import load_model
 
     source = load_model(spec)
     try:
@@ -193,7 +180,7 @@ def load_init_weights(model: FERModel, spec: str) -> None:
 
 def load_teacher(spec: str, channels_last: bool) -> torch.nn.Module:
     """The frozen teacher of a distillation run (a model or an ensemble), in eval mode."""
-    from .model_io import load_model
+    from ..model_spec import load_model
 
     teacher = load_model(spec).eval().requires_grad_(False)
     if channels_last:
@@ -209,51 +196,10 @@ def cached_teacher_logits(teacher: torch.nn.Module, images: torch.Tensor, bf16: 
     on every augmented view of that face: the augmentations are mild, and the mirror average
     makes the target the same for a face and its flip.
     """
-    views = [predict_probs(teacher, v, batch_size, bf16, channels_last)
+    precision = "bf16" if bf16 else "fp32"
+    views = [predict_probs(teacher, v, batch_size=batch_size, precision=precision, fast=False)
              for v in (images, images.flip(-1))]
     return ((views[0] + views[1]) / 2).clamp_min(1e-12).log()
-
-
-@dataclass
-class EvalResult:
-    loss: float
-    accuracy: float
-    wrong_confidence: float  # mean max-probability of wrong predictions
-    probs: np.ndarray  # [N, 7]
-
-
-@torch.no_grad()
-def predict_probs(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 512,
-                  bf16: bool = False, channels_last: bool = False) -> torch.Tensor:
-    """Softmax probabilities ``[N, 7]`` for uint8 faces ``[N, (1,) 48, 48]``, in eval mode.
-
-    The model's train/eval mode is restored afterwards.
-    """
-    was_training = model.training
-    model.eval()
-    device = device_of(model)
-    out = []
-    try:
-        for i in range(0, len(images), batch_size):
-            x = to_input(images[i:i + batch_size].to(device))
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
-            with ctx:
-                logits = model(x)
-            out.append(logits.float().softmax(1).cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, NUM_CLASSES)
-
-
-def evaluate_probs(probs: torch.Tensor, labels: torch.Tensor) -> EvalResult:
-    loss = F.nll_loss(probs.clamp_min(1e-12).log(), labels).item()
-    conf, pred = probs.max(1)
-    wrong = pred != labels
-    return EvalResult(loss=loss, accuracy=(~wrong).float().mean().item(),
-                      wrong_confidence=conf[wrong].mean().item() if wrong.any() else 0.0,
-                      probs=probs.numpy())
 
 
 class _Stopper:
@@ -307,29 +253,6 @@ def sigterm_as_interrupt(defer: bool = False):
             signal.signal(s, h)
 
 
-def _write_history(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS)
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
-    write_text(path, buf.getvalue())
-
-
-def read_history(run_dir: str | Path) -> list[dict]:
-    """``history.csv`` of a run as a list of dicts with numbers."""
-    path = Path(run_dir) / "history.csv"
-    if not path.exists():
-        return []
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()}
-                    for r in csv.DictReader(f)]
-    except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as e:
-        raise DataError(f"{path}: malformed history (expected numbers under "
-                        f"{','.join(HISTORY_COLUMNS)}): {e}") from e
-
-
 # --------------------------------------------------------------------------------------------
 # The run
 
@@ -364,13 +287,14 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
         >>> run = train(cfg, "runs/cnn")  # doctest: +SKIP
     """
     out = Path(out_dir)
-    ckpt_path = out / CHECKPOINT
+    run = RunFolder(out)
+    ckpt_path = run.checkpoint_path
     if out.exists() and not out.is_dir():
         raise FerlabError(f"{out}: exists and is not a folder; give a folder for the run")
     if resume:
         if not ckpt_path.exists():
-            raise FerlabError(f"{out}: no {CHECKPOINT} to resume from")
-        cfg = RunConfig.load(out / "config.json")
+            raise FerlabError(f"{out}: no {ckpt_path.name} to resume from")
+        cfg = run.config()
     elif out.exists() and any(out.iterdir()) and not force:
         raise RunExistsError(f"{out}: folder already holds files; use --force to overwrite or "
                              "--resume to continue")
@@ -435,7 +359,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
             if ema is not None:
                 ema.load_state_dict(ck["ema"])
             state.update(ck["state"])
-            history = read_history(out)[: state["epoch"]]
+            history = run.history()[: state["epoch"]]
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             first = (str(e).splitlines() or [""])[0]
             raise ModelError(f"{ckpt_path}: checkpoint does not fit this run's "
@@ -444,9 +368,9 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
         log(f"resuming {out} after epoch {state['epoch']}")
     elif ctx.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        for stale in (ckpt_path, out / MODEL_FILE, out / "history.csv", out / "metrics.json"):
+        for stale in run.output_files():
             stale.unlink(missing_ok=True)
-        write_json(out / "config.json", {
+        run.write_info({
             "config": cfg.to_dict(), "git_commit": git_commit(), "ferlab_version": __version__,
             "torch_version": torch.__version__, "train_faces": n_train,
             "val_faces": len(y_val), "params": params, "bn_statistics": bn_stats,
@@ -493,7 +417,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                         group["lr"] = lr
                     if not len(idx):  # a last batch too small to share: every rank skips it
                         continue
-                    x = augment(to_input(x_train[idx]), cfg.augment, g)
+                    x = augment(to_model_input(x_train[idx]), cfg.augment, g)
                     y = y_train[idx]
                     target = F.one_hot(y, NUM_CLASSES).float() if soft_targets else y
                     if soft_targets:
@@ -529,8 +453,9 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                 ctx.sync_buffers(model)  # every rank validates the model rank 0 saves
                 ctx.sync_buffers(ema)
                 part = ctx.val_shard(len(y_val))  # each rank a share, figures of the whole
-                val = ctx.evaluate(predict_probs(eval_model, x_val[part], t.eval_batch_size,
-                                                 precision.bf16, t.channels_last), y_val[part])
+                val = ctx.evaluate(predict_probs(eval_model, x_val[part],
+                                                 batch_size=t.eval_batch_size,
+                                                 precision=precision, fast=False), y_val[part])
                 seconds = time.perf_counter() - t0
                 row = {"epoch": epoch + 1, "seconds": round(seconds, 2),
                        "train_loss": loss_sum / seen, "train_acc": correct / seen,
@@ -545,7 +470,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                     if improved:
                         state["best_acc"], state["best_epoch"] = val.accuracy, epoch + 1
                     if improved and ctx.is_main:
-                        save_model(eval_model, out / MODEL_FILE, val_accuracy=val.accuracy,
+                        save_model(eval_model, run.model_path, val_accuracy=val.accuracy,
                                    epoch=epoch + 1, run=str(out.name))
                     if t.schedule == "plateau":
                         if val.loss < state["plateau_best"] - 1e-4:
@@ -556,7 +481,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                                 state["plateau_scale"] *= t.plateau_factor
                                 state["plateau_wait"] = 0
                     if ctx.is_main:
-                        _write_history(out / "history.csv", history)
+                        run.write_history(history)
                         ck = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                               "state": dict(state)}
                         if ema is not None:
@@ -589,15 +514,6 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                "final_train_acc": history[-1]["train_acc"] if history else None,
                "stopped_early": bool(state.get("stopped_early", False))}
     if ctx.is_main:
-        write_json(out / "metrics.json", metrics)
+        run.write_metrics(metrics)
     ctx.barrier()
     return out
-
-
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    return RunConfig.load(Path(run_dir) / "config.json")
-
-
-def run_info(run_dir: str | Path) -> dict:
-    """config.json of a run, as written by :func:`train`."""
-    return read_json(Path(run_dir) / "config.json")

@@ -1,28 +1,15 @@
-"""A ferlab classifier as an ONNX graph, checked against PyTorch, optionally quantised to int8.
+"""``ferlab export``: a classifier as an ONNX file, checked against PyTorch, optionally int8.
 
-* :func:`export_onnx`: any ferlab model (or ensemble) -> ONNX bytes, float32, batch size free,
-  with the class order and the preprocessing in the file's metadata (:func:`read_onnx_meta`).
+* :func:`ferlab.runtime.onnx_graph.export_onnx` builds the float32 graph.
 * :func:`quantize_int8`: static int8 (QDQ) with ONNX Runtime's quantiser, calibrated on real
   training faces.
 * :func:`compare_with_torch`: the graph's probabilities beside PyTorch's on the same faces.
 
-The graph takes what every ferlab model takes, ``float32 [N, 1, 48, 48]`` grey levels / 255
-(named ``grey``), and returns ``logits [N, 7]`` in ferlab's class order; the model's own
-standardisation (``pixel_mean``, ``pixel_std``) is inside the graph and recorded in the metadata.
-
-Example:
-    >>> from ferlab.model_io import load_model
-    >>> data = export_onnx(load_model("bundled"))                    # doctest: +SKIP
-    >>> read_onnx_meta(data)["classes"][3]                           # doctest: +SKIP
-    'happy'
 """
 
 from __future__ import annotations
 
-import io
-import json
 import tempfile
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,132 +17,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .constants import EMOTIONS, IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD
-from .cpu import inference_copy
-from .errors import ModelError
-from .io_utils import write_bytes
+from ..constants import IMAGE_SIZE
+from ..errors import ModelError
+from ..io_utils import write_bytes
+from .onnx_graph import (
+    INPUT_NAME,
+    export_onnx,
+    read_onnx_meta,
+    set_onnx_meta,
+)
 
-ONNX_FORMAT = "ferlab-onnx/1"
-INPUT_NAME = "grey"
-OUTPUT_NAME = "logits"
-# Opset 17 is the newest that torch's TorchScript-based exporter writes without warnings for
-# every op these nets use, and ONNX Runtime 1.32 runs it natively.
-OPSET = 17
 # The float32 graph must give PyTorch's probabilities to within this (it computes the same
 # function; what differs is only the order of float additions, ~1e-6).
 FP32_TOLERANCE = 1e-4
 CALIBRATION_BATCH = 32
-
-
-def _model_info(model: torch.nn.Module) -> dict:
-    """Name, arguments and normalisation of a model, for the ONNX metadata."""
-    members = getattr(model, "members", None)
-    info: dict = {"name": getattr(model, "name", "") or type(model).__name__,
-                  "kwargs": getattr(model, "kwargs", {}) or {}}
-    if members is not None:
-        info["members"] = [{"name": getattr(m, "name", ""), "kwargs": getattr(m, "kwargs", {})}
-                           for m in members]
-        info["method"] = getattr(model, "method", "")
-        first = members[0] if len(members) else None
-    else:
-        first = model
-    mean = getattr(first, "pixel_mean", torch.tensor(PIXEL_MEAN))
-    std = getattr(first, "pixel_std", torch.tensor(PIXEL_STD))
-    info["pixel_mean"], info["pixel_std"] = round(float(mean), 6), round(float(std), 6)
-    return info
-
-
-def export_onnx(model: torch.nn.Module, *, source: str = "", opset: int = OPSET) -> bytes:
-    """The float32 ONNX graph of ``model``, as bytes (write them to a ``.onnx`` file).
-
-    Batch norms are folded into the layers before them first (:func:`ferlab.cpu.inference_copy`),
-    so the graph is the one PyTorch's fast inference path computes. Uses torch's
-    TorchScript-based exporter (``dynamo=False``): the newer one would add ``onnxscript`` as a
-    dependency for nothing these plain nets need.
-
-    Args:
-        model: any ferlab model or ensemble (grey / 255 in, logits out).
-        source: what the model was loaded from (``bundled``, a path), stored in the metadata.
-        opset: the ONNX opset to write.
-
-    Raises:
-        ModelError: the ``onnx`` package is missing or the model cannot be traced.
-    """
-    try:
-        import onnx
-    except ImportError as e:  # pragma: no cover - a pinned dependency
-        raise ModelError("exporting to ONNX needs the 'onnx' package (pip install onnx)") from e
-    folded = inference_copy(model, bf16=False).to(memory_format=torch.contiguous_format)
-    dummy = torch.rand(1, IMAGE_SIZE, IMAGE_SIZE)[None]  # the batch axis is left free below
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        # The TorchScript exporter announces its deprecation on every call; it is chosen.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            torch.onnx.export(folded, (dummy,), buf, dynamo=False, opset_version=opset,
-                              input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
-        except Exception as e:  # the exporter raises many types for untraceable models
-            raise ModelError(f"cannot export this model to ONNX: {e}".splitlines()[0]) from e
-    proto = onnx.load_from_string(buf.getvalue())
-    meta = {"format": ONNX_FORMAT, "classes": list(EMOTIONS), "image_size": IMAGE_SIZE,
-            "input": f"{INPUT_NAME}: float32 [N, 1, {IMAGE_SIZE}, {IMAGE_SIZE}], grey levels / 255",
-            "output": f"{OUTPUT_NAME}: float32 [N, {len(EMOTIONS)}]; softmax gives the class "
-                      "probabilities in 'classes' order",
-            "normalisation": "inside the graph: (grey / 255 - pixel_mean) / pixel_std",
-            "precision": "float32", "source": str(source), "opset": opset,
-            **_model_info(model)}
-    set_onnx_meta(proto, meta)
-    proto.producer_name = "ferlab"
-    proto.doc_string = (f"ferlab facial expression classifier: {meta['input']} -> "
-                        f"{meta['output']}; classes {', '.join(EMOTIONS)}")
-    return proto.SerializeToString()
-
-
-def set_onnx_meta(proto, meta: dict) -> None:
-    """Store ``meta`` as the ``ferlab`` JSON entry of an ``onnx.ModelProto``'s metadata (plus
-    ``classes``, comma-separated, for tools that read plain entries)."""
-    entries = {"ferlab": json.dumps(meta), "classes": ",".join(meta["classes"])}
-    kept = [p for p in proto.metadata_props if p.key not in entries]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    for key, value in entries.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
-
-
-def read_onnx_meta(data: bytes | str | Path) -> dict:
-    """The ferlab metadata of an exported graph (bytes or a path), checked.
-
-    Raises:
-        ModelError: not a ferlab ONNX file, or its classes differ from ferlab's.
-    """
-    import onnx
-
-    where = "ONNX graph" if isinstance(data, bytes) else str(data)
-    try:
-        proto = (onnx.load_from_string(data) if isinstance(data, bytes)
-                 else onnx.load(str(data), load_external_data=False))
-    except Exception as e:  # onnx raises DecodeError and others for files that are not graphs
-        raise ModelError(f"{where}: not a readable ONNX file ({e})".splitlines()[0]) from e
-    return check_onnx_meta({p.key: p.value for p in proto.metadata_props}, where)
-
-
-def check_onnx_meta(props: dict[str, str], where: str) -> dict:
-    """The ferlab metadata in a graph's metadata entries ``props``, checked (see
-    :func:`read_onnx_meta`)."""
-    if "ferlab" not in props:
-        raise ModelError(f"{where}: ONNX file has no ferlab metadata; export it with "
-                         "'ferlab export'")
-    try:
-        meta = json.loads(props["ferlab"])
-    except json.JSONDecodeError as e:
-        raise ModelError(f"{where}: ferlab metadata is not valid JSON: {e}") from e
-    if meta.get("format") != ONNX_FORMAT or meta.get("classes") != list(EMOTIONS):
-        raise ModelError(f"{where}: format {meta.get('format')!r} with classes "
-                         f"{meta.get('classes')} is not ferlab's {ONNX_FORMAT} with "
-                         f"{list(EMOTIONS)}")
-    return meta
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,8 +124,8 @@ class ExportCheck:
 def compare_with_torch(model: torch.nn.Module, classifier, images: np.ndarray,
                        what: str = "faces") -> ExportCheck:
     """Probabilities of ``model`` (PyTorch, float32) and ``classifier`` (an
-    :class:`ferlab.onnx_runtime.OnnxClassifier`) on uint8 faces ``[N, 48, 48]``."""
-    from .predict import predict_faces
+    :class:`ferlab.runtime.onnx_classifier.OnnxClassifier`) on uint8 faces ``[N, 48, 48]``."""
+    from ..predict import predict_faces
 
     ref = predict_faces(model, images, progress=False, precision="fp32")
     got = classifier.predict(images, progress=False)
@@ -268,20 +143,20 @@ def check_faces(data: str | Path | None = None, n: int = 256) -> tuple[np.ndarra
     Returns:
         ``(uint8 [M, 48, 48], what they are, in words)``.
     """
-    from .demo import DEMO_PHOTO
-    from .faces import crop_faces, load_photo, make_detector
+    from ..assets import DEMO_PHOTO
+    from ..faces.detect import crop_faces, load_photo, make_detector
 
     photo = load_photo(DEMO_PHOTO)
     crops = crop_faces(photo.gray, make_detector()(photo.gray))
     what = f"{len(crops)} astronaut face{'s' * (len(crops) != 1)}"
     if data is not None:
-        from .data import load_faces, select_split
+        from ..data import load_faces, select_split
 
         faces = select_split(load_faces(data), "test")
         pick = np.random.default_rng(0).choice(len(faces), min(n, len(faces)), replace=False)
         extra, extra_what = faces.images[np.sort(pick)], f"test faces of {Path(data).name}"
     else:
-        from .synthetic import make_faces
+        from ..synthetic import make_faces
 
         extra, extra_what = make_faces(n, seed=0).images, "synthetic faces (no --data given)"
     images = np.concatenate([crops.reshape(-1, IMAGE_SIZE, IMAGE_SIZE), extra]).astype(np.uint8)
@@ -305,7 +180,7 @@ def export_model(spec: str | Path, out: str | Path, *, int8: bool = False,
     """``ferlab export``: a model to an ONNX file, checked against PyTorch before it is written.
 
     Args:
-        spec: anything :func:`ferlab.model_io.load_model` takes (``bundled``, a file, a run or
+        spec: anything :func:`ferlab.model_spec.load_model` takes (``bundled``, a file, a run or
             ensemble folder).
         out: the ``.onnx`` file to write.
         int8: quantise to int8 (:func:`quantize_int8`); needs ``data`` with Training rows (the
@@ -325,9 +200,9 @@ def export_model(spec: str | Path, out: str | Path, *, int8: bool = False,
         >>> export_model("bundled", "bundled.onnx").check.max_abs_diff < 1e-4  # doctest: +SKIP
         True
     """
-    from .errors import DataError
-    from .model_io import load_model
-    from .onnx_runtime import OnnxClassifier
+    from ..errors import DataError
+    from ..model_spec import load_model
+    from .onnx_classifier import OnnxClassifier
 
     if int8 and data is None:
         raise DataError("--int8 needs --data: Training faces to calibrate on and PublicTest "
@@ -342,7 +217,7 @@ def export_model(spec: str | Path, out: str | Path, *, int8: bool = False,
                          f"{FP32_TOLERANCE:g}); nothing written")
     result = ExportResult(path=Path(out), meta=fp32.meta, check=fp32_check)
     if int8:
-        from .data import load_faces, select_split
+        from ..data import load_faces, select_split
 
         faces = load_faces(data)
         names = faces.split_names()
@@ -375,8 +250,8 @@ def export_model(spec: str | Path, out: str | Path, *, int8: bool = False,
     if getattr(model, "members", None) is None:
         import onnx
 
-        from .model_io import resolve_model_path
-        from .onnx_runtime import file_sha256
+        from ..model_spec import resolve_model_path
+        from .onnx_classifier import file_sha256
 
         # The weights file it was made from, so a stale graph is known for what it is.
         proto = onnx.load_from_string(graph)

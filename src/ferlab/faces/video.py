@@ -1,7 +1,7 @@
 """Emotions over time in a video file or a camera: a CSV per frame, a plot, an annotated video.
 
 Frames come from OpenCV (BGR), go through the same detector, crop and model as photos
-(:class:`~ferlab.recognizer.Recognizer`), and every ``every``-th frame is analysed. The CSV has
+(:class:`~ferlab.faces.recognizer.Recognizer`), and every ``every``-th frame is analysed. The CSV has
 one row per face per analysed frame, and one row with an empty face for a frame with no face, so
 every analysed frame is in it:
 
@@ -24,11 +24,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .constants import EMOTIONS
-from .errors import ConfigError, DataError
-from .faces import Photo
-from .io_utils import write_text
-from .progress import progress_bar
+from ..constants import EMOTIONS
+from ..errors import ConfigError, DataError
+from ..io_utils import write_text
+from ..progress import progress_bar
+from .detect import Photo
 from .recognizer import COLORS, Face, Recognizer, annotate
 
 CSV_COLUMNS = ["frame", "time_s", "face", "x", "y", "w", "h", "label", *EMOTIONS]
@@ -88,20 +88,20 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
     Args:
         source: a video file, or a camera number (an ``int``).
         out_dir: folder for ``emotions.csv``, ``emotions.png`` and ``annotated.mp4``.
-        model: anything :class:`~ferlab.recognizer.Recognizer` takes, or a Recognizer.
+        model: anything :class:`~ferlab.faces.recognizer.Recognizer` takes, or a Recognizer.
         every: analyse one frame in ``every`` (1 = all).
         annotated_video: also write the video with boxes, labels and bars drawn on (frames in
             between analysed ones carry the last analysed faces).
         max_frames: stop after reading this many frames (a camera runs until Ctrl-C otherwise).
         tta: mirror test-time augmentation.
         detector, min_face: which faces are looked for (see
-            :class:`~ferlab.recognizer.Recognizer`); ``min_face=0.1`` keeps detection to one
+            :class:`~ferlab.faces.recognizer.Recognizer`); ``min_face=0.1`` keeps detection to one
             BlazeFace pass per frame (faces under 10 % of the frame are missed; a webcam's
             user is larger).
         progress: show a progress bar (hidden when not on a terminal).
         precision, threads, runtime: the classifier's: ``auto``/``fp32``/``bf16``, torch
             threads, and who classifies (``torch``, ``onnx`` or ``auto``); see
-            :class:`~ferlab.recognizer.Recognizer`.
+            :class:`~ferlab.faces.recognizer.Recognizer`.
 
     Raises:
         DataError: the video or camera cannot be opened.
@@ -212,7 +212,7 @@ def plot_emotions(rows: list[list], path: str | Path, title: str = "") -> Path:
     """
     from matplotlib import patheffects
 
-    from .plots import plt, save_figure
+    from ..plots import plt, save_figure
 
     frames: dict[int, tuple[float, list[float] | None]] = {}
     boxes: dict[int, tuple[int, int, int, int]] = {}

@@ -40,8 +40,9 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from .cpu import bf16_is_native
-from .errors import ConfigError, DataError, ModelError
+from .. import assets
+from ..errors import ConfigError, DataError, ModelError
+from ..precision import bf16_is_native
 
 INPUT_SIDE = 192  # MediaPipe feeds the network 192x192 pixels
 STRIDE = 4  # one anchor per 4x4 input pixels, at the cell centre (a 48x48 grid at 192)
@@ -95,7 +96,7 @@ TOP_DOWN = [(384, 256, 96, 2), (96, 128, 64, 2), (64, 64, 48, 1)]
 
 def asset_path(name: str = ASSET_NAME) -> Path:
     """Where the bundled weights live: ``ferlab/assets/`` inside the installed package."""
-    return Path(__file__).parent / "assets" / name
+    return assets.asset_path(name)
 
 
 def _pad_same_stride2(x: torch.Tensor) -> torch.Tensor:
@@ -344,7 +345,7 @@ class BlazeFaceDetector:
             the size of the closest face (``adaptive=False`` runs every pass in full).
         weights: a ``.safetensors`` file; default: the one bundled with ferlab.
         bf16: with ``backend="torch"``, run the network in bfloat16; None (default) where
-            the CPU computes bf16 natively (:func:`ferlab.cpu.bf16_is_native`); boxes stay
+            the CPU computes bf16 natively (:func:`ferlab.precision.bf16_is_native`); boxes stay
             within a pixel or two of float32 (``tests/test_blazeface.py``).
         backend: ``onnx`` (default), the network in ONNX Runtime from ``onnx_path``; or
             ``torch``, the PyTorch module from ``weights``.

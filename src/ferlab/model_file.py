@@ -1,4 +1,4 @@
-"""Saving and loading models as one safetensors file whose metadata rebuilds the model.
+"""One model as one safetensors file whose metadata rebuilds it; and training checkpoints.
 
 A model file is safe to take from a stranger: safetensors holds tensors only and the config is
 JSON, so loading never runs code from the file (pickled ``.pt``/``.pth`` files are refused).
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from .constants import EMOTIONS, IMAGE_SIZE
@@ -18,24 +18,7 @@ from .errors import ModelError
 from .io_utils import atomic_write
 from .models import FERModel, create_model
 
-FORMAT = "ferlab-model/1"
-MODEL_FILE = "model.safetensors"
-BUNDLED = "bundled"
-BUNDLED_FAST = "bundled-fast"
-# The names of models that ship inside the package: the accurate one, and a small fast one for
-# video and batch work, whose weights are not trained yet (loading it says it is not installed).
-BUNDLED_MODELS = (BUNDLED, BUNDLED_FAST)
-
-
-def bundled_model_path(name: str = BUNDLED) -> Path:
-    return Path(__file__).parent / "assets" / f"{name}.safetensors"
-
-
-def is_bundled(spec: object) -> bool:
-    """Whether ``spec`` names a model shipped inside the package (``bundled``, ...)."""
-    return isinstance(spec, str | Path) and str(spec) in BUNDLED_MODELS
-
-
+MODEL_FORMAT = "ferlab-model/1"
 def save_model(model: FERModel, path: str | Path, *, half: bool = False, **info) -> Path:
     """Write ``model`` to ``path`` (safetensors; config and ``info`` in its metadata).
 
@@ -43,32 +26,13 @@ def save_model(model: FERModel, path: str | Path, *, half: bool = False, **info)
     model, which ships inside the package); loading puts them back into the model's float32
     parameters, so only the stored precision changes.
     """
-    meta = {"format": FORMAT, "name": model.name, "kwargs": model.kwargs,
+    meta = {"format": MODEL_FORMAT, "name": model.name, "kwargs": model.kwargs,
             "classes": list(EMOTIONS), "image_size": IMAGE_SIZE,
             "stored_dtype": "float16" if half else "float32", **info}
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().to("cpu")
              .contiguous() for k, v in model.state_dict().items()}
     atomic_write(path, lambda p: save_file(state, str(p), metadata={"ferlab": json.dumps(meta)}))
     return Path(path)
-
-
-def resolve_model_path(spec: str | Path) -> Path:
-    """Path of the model file for ``spec``: a file, a folder holding ``model.safetensors`` (a run
-    folder), or the name of a shipped model (``bundled``)."""
-    if is_bundled(spec):
-        p = bundled_model_path(str(spec))
-        if not p.exists():
-            raise ModelError(f"the {spec!r} model is not installed with this copy of ferlab")
-        return p
-    p = Path(spec)
-    if p.is_dir():
-        if (p / MODEL_FILE).exists():
-            return p / MODEL_FILE
-        raise ModelError(f"{p}: folder has no {MODEL_FILE} or ensemble.json (is it a run folder "
-                         "that has finished an epoch, or an ensemble?)")
-    if not p.exists():
-        raise ModelError(f"{p}: no such model file or folder")
-    return p
 
 
 def read_model_meta(path: Path) -> dict:
@@ -81,8 +45,6 @@ def read_model_meta(path: Path) -> dict:
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise ModelError(f"{path}: is a pickled PyTorch file; ferlab only loads safetensors model "
                          "files, because unpickling can run code hidden in the file")
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get("ferlab")
@@ -101,22 +63,14 @@ def read_model_meta(path: Path) -> dict:
     return meta
 
 
-def load_model(spec: str | Path = BUNDLED) -> FERModel:
-    """Load a model (file, run folder, ensemble folder or ``bundled``) in eval mode.
+def load_model_file(path: str | Path) -> FERModel:
+    """Load one model file written by :func:`save_model`, in eval mode.
 
-    An ensemble folder (one holding ``ensemble.json``) gives a :class:`ferlab.ensemble.Ensemble`,
-    which takes and returns what a single model does.
-
-    Example:
-        >>> model = load_model("bundled")  # doctest: +SKIP
-        >>> model(torch.rand(1, 1, 48, 48)).softmax(1)  # doctest: +SKIP
+    Raises:
+        ModelError: the file is pickled, not safetensors, has no ferlab metadata, or its
+            weights do not fit the model its metadata names.
     """
-    if not is_bundled(spec) and Path(spec).is_dir():
-        from .ensemble import is_ensemble_dir, load_ensemble  # ensemble imports this module
-
-        if is_ensemble_dir(spec):
-            return load_ensemble(spec)
-    path = resolve_model_path(spec)
+    path = Path(path)
     meta = read_model_meta(path)
     model = create_model(meta["name"], **meta.get("kwargs", {}))
     try:

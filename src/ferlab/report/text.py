@@ -6,8 +6,8 @@ what this run's numbers say; nothing here is written about a particular result.
 
 from __future__ import annotations
 
-from .constants import EMOTIONS
-from .errors import ConfigError
+from ..constants import EMOTIONS
+from ..errors import ConfigError
 
 LANGS = ("en", "zh")
 

@@ -37,11 +37,11 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .constants import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
-from .errors import FerlabError
-from .io_utils import read_json, write_text
-from .report_text import check_lang, emotion, split_name, tr
+from .. import __version__
+from ..constants import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
+from ..errors import FerlabError
+from ..io_utils import read_json, write_text
+from .text import check_lang, emotion, split_name, tr
 
 TEMPLATES = Path(__file__).parent / "templates"
 # How hard the explanations work: enough for pictures a person can read, seconds per model.
@@ -206,7 +206,7 @@ def write_page(path: str | Path, html: str) -> Path:
 
 @dataclass
 class Run:
-    """What a run folder says about itself (see :mod:`ferlab.train`)."""
+    """What a run folder says about itself (see :mod:`ferlab.training.loop`)."""
 
     path: Path
     info: dict  # config.json
@@ -219,13 +219,13 @@ class Run:
 
     @property
     def config(self):
-        from .config import RunConfig
+        from ..config import RunConfig
 
         return RunConfig.from_dict(self.info.get("config", {}))
 
     @property
     def has_model(self) -> bool:
-        from .model_io import MODEL_FILE
+        from ..runs import MODEL_FILE
 
         return (self.path / MODEL_FILE).exists()
 
@@ -252,7 +252,7 @@ class Run:
 
 def load_run(path: str | Path) -> Run:
     """Read a run folder written by ``ferlab train`` (finished or still training)."""
-    from .train import read_history
+    from ..runs import read_history
 
     p = Path(path)
     if not p.is_dir():
@@ -521,7 +521,7 @@ class _Report:
         self.data, self.lang, self.progress, self.tmp = data, lang, progress, tmp
         self.log = log
         self.precision = precision  # of evaluation and LIME (ferlab.precision)
-        from .plots import figure_language
+        from ..plots import figure_language
 
         self.flang = figure_language(lang)  # English where no font has Chinese glyphs
         self.effort = {**EFFORT, **effort}
@@ -542,7 +542,7 @@ class _Report:
     def load_faces(self) -> None:
         if self.data is None:
             return
-        from .data import load_faces
+        from ..data import load_faces
 
         self.faces = load_faces(self.data)
         if not self.faces.has_labels:
@@ -553,9 +553,9 @@ class _Report:
         """Score every run that has a model on the first run's validation faces."""
         if self.faces is None:
             return
-        from .data import make_split
-        from .evaluate import evaluate_model, write_evaluation
-        from .model_io import load_model
+        from ..data import make_split
+        from ..evaluate import evaluate_model, write_evaluation
+        from ..model_spec import load_model
 
         first = self.runs[0].config
         _, self.eval_set = make_split(self.faces, first.data.val_split, first.train.seed)
@@ -607,7 +607,7 @@ class _Report:
         s = Section("data", self.t("data"))
         if self.faces is None:
             return s.add(note(self.t("no_data")))
-        from .plots import sample_grid
+        from ..plots import sample_grid
 
         faces = self.faces
         counts = faces.class_counts()
@@ -637,8 +637,8 @@ class _Report:
         return s
 
     def section_models(self) -> Section:
-        from .models import create_model, describe_model, forward_mflops
-        from .models.registry import count_params
+        from ..models import create_model, describe_model, forward_mflops
+        from ..models.registry import count_params
 
         s = Section("models", self.t("models"))
         rows, sizes = [], {}
@@ -695,7 +695,7 @@ class _Report:
                 s.add(note(self.t("no_history", run=r.name)))
         if not runs:
             return s
-        from .plots import curves_figure
+        from ..plots import curves_figure
 
         words = {k: tr(self.flang, f"fig_{k}") for k in ("epoch", "loss", "accuracy", "train",
                                                          "val", "loss_title", "acc_title")}
@@ -875,7 +875,7 @@ class _Report:
         run = next((r for r in self.runs if r.name in self.evaluations), None)
         if run is None:
             return s.add(*[note(self.t("no_model", run=r.name)) for r in self.runs])
-        from .model_io import load_model
+        from ..model_spec import load_model
 
         _Explanations(self, s, run, load_model(run.path)).build()
         return s
@@ -946,8 +946,8 @@ class _Explanations:
         return self.tmp / f"{name}.png"
 
     def build(self) -> None:
-        from .explain import conv_layers, get_explainer, select_faces
-        from .explain.figures import explanation_grid
+        from ..explain import conv_layers, get_explainer, select_faces
+        from ..explain.figures import explanation_grid
 
         # captum warns that it switched on input gradients, which is what it is asked to do.
         warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require",
@@ -1031,8 +1031,8 @@ class _Explanations:
         return [convs[i] for i in idx]
 
     def filters(self, convs: Sequence[str]) -> None:
-        from .explain import visualize_filters
-        from .explain.figures import filter_grid
+        from ..explain import visualize_filters
+        from ..explain.figures import filter_grid
 
         self.s.add(h3(self.t("filters")))
         obs = []
@@ -1049,8 +1049,8 @@ class _Explanations:
         self.s.add(observations(obs))
 
     def feature_maps(self, sel, layer: str) -> None:
-        from .explain import feature_maps
-        from .explain.figures import feature_map_grid
+        from ..explain import feature_maps
+        from ..explain.figures import feature_map_grid
 
         self.s.add(h3(self.t("feature_maps")))
         if not len(sel):
@@ -1064,8 +1064,8 @@ class _Explanations:
                                  cls=self.e(int(sel.labels[i])))))
 
     def filter_emotion(self, convs: Sequence[str]) -> None:
-        from .explain import filter_emotion
-        from .explain.figures import filter_emotion_figure
+        from ..explain import filter_emotion
+        from ..explain.figures import filter_emotion_figure
 
         self.s.add(h3(self.t("filter_emotion")))
         layers = self.chosen_layers(convs)
@@ -1089,8 +1089,8 @@ class _Explanations:
         self.s.add(observations(obs))
 
     def checks(self, x, maps: dict[str, Any]) -> None:
-        from .explain import compare_methods, randomization_check
-        from .explain.figures import deletion_insertion_figure
+        from ..explain import compare_methods, randomization_check
+        from ..explain.figures import deletion_insertion_figure
 
         self.rep.log(f"  deletion/insertion and randomisation checks of {', '.join(maps)} ...")
         self.s.add(h3(self.t("checks")), para(self.t("checks_intro")))
@@ -1162,7 +1162,7 @@ def build_report(runs: Sequence[str | Path], compare: Sequence[str | Path] = (),
         rep.evaluate()
         if data is not None:
             log(f"data and evaluation: {_fmt_seconds(time.perf_counter() - t0)}")
-        from .plots import figure_fonts
+        from ..plots import figure_fonts
 
         sections = []
         # One line as each section starts (what it is doing) and one as it ends (how long it

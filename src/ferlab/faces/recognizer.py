@@ -6,7 +6,7 @@ preprocessing mismatches that package is known for made impossible: arrays are R
 from the model file, which stores ferlab's fixed order.
 
 Example:
-    >>> from ferlab.recognizer import Recognizer
+    >>> from ferlab.faces.recognizer import Recognizer
     >>> rec = Recognizer("bundled")                                  # doctest: +SKIP
     >>> faces = rec.detect_emotions("photo.jpg")                     # doctest: +SKIP
     >>> faces[0].label, faces[0].probabilities["happy"]              # doctest: +SKIP
@@ -26,24 +26,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .constants import EMOTIONS, IMAGE_SIZE
-from .cpu import autocast_bf16, inference_copy
-from .errors import DataError, FerlabError, ModelError
-from .faces import (
-    DETECT_SIDE,
-    Box,
-    Photo,
-    crop_faces,
-    list_photos,
-    load_photo,
-    make_detector,
-)
-from .io_utils import atomic_write, write_json
-from .onnx_runtime import OnnxClassifier, as_onnx, load_classifier
-from .precision import resolve_precision
-from .predict import average_probs, tta_mode
-from .runtime_choice import resolve_runtime
-from .threads import threads_for, torch_threads
+from ..constants import EMOTIONS, IMAGE_SIZE
+from ..errors import DataError, FerlabError, ModelError
+from ..inference import average_probs, inference_copy, tta_mode
+from ..io_utils import atomic_write, write_json
+from ..precision import autocast, resolve_precision
+from ..runtime.choice import resolve_runtime
+from ..runtime.onnx_classifier import OnnxClassifier, as_onnx, load_classifier
+from ..threads import threads_for, torch_threads
+from .detect import DETECT_SIDE, Box, Photo, crop_faces, list_photos, load_photo, make_detector
 
 # One colour per class (box, label, bar), chosen to read on photos and for colour-blind viewers
 # (Okabe-Ito palette).
@@ -103,7 +94,7 @@ class Recognizer:
         bf16: older spelling of ``precision`` (True = bf16, False = fp32); None: use
             ``precision``. Faster where it is native
             (``benchmarks/bench_faces.py`` against ``--fp32``). A model the Recognizer loads
-            runs as a folded bf16 copy (:func:`ferlab.cpu.inference_copy`), a model passed in
+            runs as a folded bf16 copy (:func:`ferlab.inference.inference_copy`), a model passed in
             under autocast; explanations always use the float32 model.
         threads: torch threads the classifier runs on; 0 (default): one, which holds up when
             another process takes a core (:mod:`ferlab.threads`); the caller's setting is put
@@ -118,14 +109,14 @@ class Recognizer:
         runtime: who classifies the faces: ``torch``, ``onnx`` (ONNX Runtime: the bundled
             model's shipped int8 graph, any other model exported in memory at start, float32,
             1.3-1.8 s for a net of the bundled one's size) or ``auto``
-            (default: :func:`ferlab.runtime_choice.resolve_runtime` for one face a call; a
+            (default: :func:`ferlab.runtime.choice.resolve_runtime` for one face a call; a
             model passed in as an ``nn.Module`` runs in torch, as it is). An ``.onnx`` file from
             ``ferlab export`` (int8 too) runs in ONNX Runtime and cannot be explained.
         min_face: smallest face to look for, as a fraction of the photo's longer side; None
             (default) finds them down to about 5 %. 0.1 or more makes BlazeFace run one pass:
             photos with a face under 20 % of that side, or none, take about half the time,
             and faces under 10 % are missed (fine for portraits and webcams). See
-            :func:`ferlab.faces.make_detector`.
+            :func:`ferlab.faces.detect.make_detector`.
 
     Example:
         >>> rec = Recognizer("runs/cnn")                                  # doctest: +SKIP
@@ -187,7 +178,7 @@ class Recognizer:
             was_training = self.model.training
             self.model.eval()
             try:
-                with autocast_bf16(self.bf16):
+                with autocast(self.bf16):
                     p = average_probs(self.model, x, self.tta, torch.channels_last)
             finally:
                 self.model.train(was_training)
@@ -245,7 +236,7 @@ class Recognizer:
         Example:
             >>> heat = rec.explain(faces[0], "lime", samples=500)   # doctest: +SKIP
         """
-        from .explain import get_explainer
+        from ..explain import get_explainer
 
         if isinstance(self.model, OnnxClassifier):
             raise ModelError("explanations need the PyTorch model; an ONNX file holds only the "

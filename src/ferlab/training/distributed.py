@@ -1,4 +1,4 @@
-"""Data-parallel training under ``torchrun``: the plumbing :func:`ferlab.train.train` calls.
+"""Data-parallel training under ``torchrun``: the plumbing :func:`ferlab.training.loop.train` calls.
 
 ``torchrun --nproc-per-node N -m ferlab train ...`` starts N processes with ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` set. :func:`context` joins
@@ -31,7 +31,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .errors import ConfigError, FerlabError
+from ..errors import ConfigError, FerlabError
+from .validation import EvalResult, evaluate_probs
 
 TIMEOUT_ENV = "FERLAB_DIST_TIMEOUT"  # seconds a rank waits for the others before giving up
 DEFAULT_TIMEOUT = 300.0
@@ -173,8 +174,6 @@ class Context:
     def evaluate(self, probs: torch.Tensor, labels: torch.Tensor):
         """Validation loss, accuracy and wrong-answer confidence of the whole validation set,
         from each rank's probabilities for its :meth:`val_shard`; identical on every rank."""
-        from .train import EvalResult, evaluate_probs
-
         if not self.active:
             return evaluate_probs(probs, labels)
         nll = F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum").item()

@@ -1,7 +1,7 @@
 """A ferlab classifier run by ONNX Runtime, with the probabilities interface of the torch path.
 
 An :class:`OnnxClassifier` holds an ONNX Runtime session over a graph from
-:func:`ferlab.export.export_onnx` (or an int8 one from :func:`ferlab.export.quantize_int8`):
+:func:`ferlab.runtime.onnx_graph.export_onnx` (or an int8 one from :func:`ferlab.runtime.export.quantize_int8`):
 ``predict(uint8 faces [N, 48, 48]) -> probabilities [N, 7]``, test-time augmentation included,
 as :func:`ferlab.predict.predict_faces` gives for a torch model.
 
@@ -19,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .constants import IMAGE_SIZE, NUM_CLASSES
-from .errors import ConfigError, ModelError
-from .export import INPUT_NAME, check_onnx_meta, export_onnx, read_onnx_meta
-from .progress import progress_bar
+from ..assets import BUNDLED_INT8, asset_path
+from ..constants import IMAGE_SIZE, NUM_CLASSES
+from ..errors import ConfigError, ModelError
+from ..progress import progress_bar
+from .onnx_graph import INPUT_NAME, check_onnx_meta, export_onnx, read_onnx_meta
 
 ONNX_SUFFIX = ".onnx"
-BUNDLED_INT8 = "bundled-int8.onnx"
 
 
 def is_onnx_file(spec) -> bool:
@@ -38,7 +38,7 @@ def make_session(data: bytes | str | Path, threads: int | None = None):
 
     One inter-op thread and no spinning: the graph is one chain of layers (nothing to run side
     by side), and threads that busy-wait between calls take cores from whatever else runs,
-    face detection included (the same settings as :func:`ferlab.blazeface._onnx_session`).
+    face detection included (the same settings as :func:`ferlab.faces.blazeface._onnx_session`).
     """
     import onnxruntime as ort  # imported here: only the onnx runtime needs it
 
@@ -90,7 +90,7 @@ class OnnxClassifier:
     @classmethod
     def from_model(cls, model: torch.nn.Module, threads: int | None = None,
                    source: str = "") -> OnnxClassifier:
-        """Export ``model`` in memory (:func:`ferlab.export.export_onnx`) and load the graph."""
+        """Export ``model`` in memory (:func:`ferlab.runtime.onnx_graph.export_onnx`) and load the graph."""
         return cls(export_onnx(model, source=source), threads=threads)
 
     def logits(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -106,7 +106,7 @@ class OnnxClassifier:
                 progress: bool = True) -> np.ndarray:
         """Softmax probabilities ``float32 [N, 7]`` for uint8 faces ``[N, 48, 48]``, in batches
         (the same views and averaging as :func:`ferlab.predict.predict_faces`)."""
-        from .predict import average_probs, tta_mode
+        from ..inference import average_probs, tta_mode
 
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
@@ -133,7 +133,7 @@ def as_onnx(model, threads: int | None = None) -> OnnxClassifier:
     """What ONNX Runtime runs for ``model``: ``model`` itself when it is an
     :class:`OnnxClassifier`; for the bundled model, its int8 graph shipped with ferlab (see
     :func:`bundled_int8_path`); else the model's graph exported in memory, float32
-    (:func:`ferlab.export.export_onnx`: 1.3-1.8 s for the bundled model on 2 busy cores, 11 s
+    (:func:`ferlab.runtime.onnx_graph.export_onnx`: 1.3-1.8 s for the bundled model on 2 busy cores, 11 s
     at a load of 12; ``benchmarks/bench_runtime.py`` prints it)."""
     if isinstance(model, OnnxClassifier):
         return model
@@ -147,7 +147,7 @@ def bundled_int8_path() -> Path:
     """The bundled model's int8 graph: ``ferlab export --model bundled --int8 --data
     fer2013.csv.gz --out src/ferlab/assets/bundled-int8.onnx`` (on PublicTest 69.52% against
     float32's 69.60%, recorded in its metadata; the gate is 0.3 points)."""
-    return Path(__file__).parent / "assets" / BUNDLED_INT8
+    return asset_path(BUNDLED_INT8)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -162,7 +162,7 @@ def shipped_graph(model) -> Path | None:
     graph = bundled_int8_path()
     if source is None or not graph.is_file():
         return None
-    from .model_io import bundled_model_path
+    from ..assets import bundled_model_path
 
     if Path(source) != bundled_model_path():
         return None
@@ -178,13 +178,13 @@ def _made_from(graph: Path, source: Path) -> bool:
 
 def load_classifier(spec) -> torch.nn.Module | OnnxClassifier:
     """A model to classify with: an ``.onnx`` file as an :class:`OnnxClassifier`, anything
-    else through :func:`ferlab.model_io.load_model` (an :class:`OnnxClassifier` or a loaded
+    else through :func:`ferlab.model_spec.load_model` (an :class:`OnnxClassifier` or a loaded
     model is returned as it is)."""
     if isinstance(spec, OnnxClassifier | torch.nn.Module):
         return spec
     if is_onnx_file(spec):
         return OnnxClassifier(spec)
-    from .model_io import load_model, resolve_model_path
+    from ..model_spec import load_model, resolve_model_path
 
     model = load_model(spec)
     if getattr(model, "members", None) is None:
