@@ -188,7 +188,8 @@ def agreement(data: str, spec: str) -> None:
 
 def framing(data: str, n: int = 2000) -> None:
     """Where each detector's box falls inside FER2013 faces: side over the 48-pixel frame's side,
-    and the frame's centre relative to the box centre (in box sides); ferlab.faces.detect.FRAMING."""
+    and the frame's centre relative to the box centre (in box sides);
+    ferlab.faces.detect.FRAMING."""
     import cv2
 
     from ferlab.data import load_faces

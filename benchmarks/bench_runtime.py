@@ -4,9 +4,9 @@
 
 Rows: torch float32 and (only where this CPU computes bf16 natively) torch bf16, both the folded
 copy that photos use (:func:`ferlab.inference.inference_copy`); ONNX Runtime float32 (the graph of
-:func:`ferlab.runtime.onnx_graph.export_onnx`) and int8: for the bundled model the graph that ships with
-ferlab, for any other :func:`ferlab.runtime.export.quantize_int8` calibrated on 512 Training faces of
-``--data``, or on synthetic faces without it (the speed is the same, only the accuracy is
+:func:`ferlab.runtime.onnx_graph.export_onnx`) and int8: for the bundled model the graph that ships
+with ferlab, for any other :func:`ferlab.runtime.export.quantize_int8` calibrated on 512 Training
+faces of ``--data``, or on synthetic faces without it (the speed is the same, only the accuracy is
 not). Every runtime gets the same threads (``--threads``, default torch's). Rounds alternate
 between runtimes and each figure is the best round's, so a neighbour's burst on a shared
 machine hurts every row alike. Last, the entry of ``ferlab/runtime_choice.py``'s

@@ -215,8 +215,8 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
         model_name: stored as ``metrics["model"]`` (default: the model's registry name).
         split: stored as ``metrics["split"]``.
         runtime: ``torch``, ``onnx`` or ``auto``, as in :func:`ferlab.predict.predict_faces`
-            (``model`` may be an :class:`~ferlab.runtime.onnx_classifier.OnnxClassifier`); the one used is
-            stored as ``metrics["runtime"]``.
+            (``model`` may be an :class:`~ferlab.runtime.onnx_classifier.OnnxClassifier`); the
+            one used is stored as ``metrics["runtime"]``.
 
     Raises:
         DataError: the faces are not all labelled (a test.csv) or there are none.

@@ -158,7 +158,8 @@ def predict_probs(model: nn.Module, images: torch.Tensor | np.ndarray, *,
     """Softmax probabilities ``float32 [N, 7]`` (on the CPU) of ``model`` for every face.
 
     Args:
-        model: any ferlab model: grey / 255 in, logits out.
+        model: any ferlab model: grey / 255 in, logits out; or a callable that maps such a
+            batch to logits (an :class:`~ferlab.runtime.onnx_classifier.OnnxClassifier`).
         images: uint8 faces ``[N, (1,) 48, 48]``, or float ones in [0, 1] (:func:`to_model_input`).
         batch_size: faces per forward pass.
         precision: ``auto`` (bf16 where the device computes it natively), ``fp32``, ``bf16``, or
@@ -170,19 +171,22 @@ def predict_probs(model: nn.Module, images: torch.Tensor | np.ndarray, *,
     """
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-    device = device_of(model)
+    is_torch = isinstance(model, nn.Module)  # else a callable such as an OnnxClassifier
+    device = device_of(model) if is_torch else torch.device("cpu")
     chosen = (precision if isinstance(precision, Precision)
               else resolve_precision(precision, device.type))
+    fast = fast and is_torch
     net = inference_copy(model, chosen.bf16) if fast else model
-    dtype = next(net.parameters()).dtype if fast and next(net.parameters(), None) is not None \
-        else torch.float32
-    fmt = torch.channels_last if has_conv(net) else torch.contiguous_format
+    first = next(net.parameters(), None) if is_torch else None
+    dtype = first.dtype if fast and first is not None else torch.float32
+    fmt = torch.channels_last if is_torch and has_conv(net) else torch.contiguous_format
     n = len(images)
     out = torch.zeros(n, NUM_CLASSES)
-    was_training = model.training
-    model.eval()
+    was_training = is_torch and model.training
+    if is_torch:
+        model.eval()
     try:
-        with torch.inference_mode(), autocast(chosen.bf16 and not fast, device.type), \
+        with torch.inference_mode(), autocast(chosen.bf16 and is_torch and not fast, device.type), \
                 progress_bar(total=n, desc="predict", unit="face", leave=False,
                              disable=None if progress else True, dynamic_ncols=True) as bar:
             for i in range(0, n, batch_size):
@@ -190,5 +194,6 @@ def predict_probs(model: nn.Module, images: torch.Tensor | np.ndarray, *,
                 out[i:i + len(x)] = average_probs(net, x, tta, fmt).cpu()
                 bar.update(len(x))
     finally:
-        model.train(was_training)
+        if is_torch:
+            model.train(was_training)
     return out

@@ -52,8 +52,9 @@ def predict_faces(model: torch.nn.Module, faces: FaceSet | np.ndarray, *,
         runtime: ``torch``, ``onnx`` (ONNX Runtime, :func:`ferlab.runtime.onnx_classifier.as_onnx`:
             the bundled model's int8 graph, any other exported in memory in float32; ``bf16``
             does not apply) or ``auto`` (:func:`ferlab.runtime.choice.resolve_runtime`);
-            None: the model's own (an :class:`~ferlab.runtime.onnx_classifier.OnnxClassifier` runs in
-            ONNX Runtime, anything else in torch).
+            None: the model's own (an
+            :class:`~ferlab.runtime.onnx_classifier.OnnxClassifier` runs in ONNX Runtime,
+            anything else in torch).
 
     The model runs as a folded, channels-last copy (:func:`ferlab.inference.inference_copy`) with
     its weights in the chosen precision, so the model passed in is not changed.

@@ -7,9 +7,8 @@ reads or writes one (train, compare, report, ensemble members, the CLI) goes thr
 :class:`RunFolder`, so the layout and the best-epoch rule live here only.
 
 Example:
-    >>> import tempfile
-    >>> run = RunFolder(tempfile.mkdtemp())
-    >>> run.write_history([{"epoch": 1, "seconds": 2.0, "train_loss": 1.0, "train_acc": 0.4,
+    >>> run = RunFolder("runs/demo")
+    >>> _ = run.write_history([{"epoch": 1, "seconds": 2.0, "train_loss": 1.0, "train_acc": 0.4,
     ...                     "val_loss": 1.1, "val_acc": 0.5, "lr": 0.01, "wrong_confidence": 0.3}])
     >>> run.best_epoch(), run.best_val_acc(), run.is_finished
     (1, 0.5, False)

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..constants import IMAGE_SIZE, NUM_CLASSES
 from ..errors import ConfigError, ModelError
-from ..inference import predict_probs
+from ..inference import predict_probs, to_model_input
 
 # Every per-module hook dict of torch.nn.Module; new entries made during a call are removed.
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
@@ -199,8 +199,9 @@ def capture(model: nn.Module, layer: str | None) -> Iterator[dict[str, torch.Ten
 
     Example:
         >>> with capture(model, "body.0.0") as store:
-        ...     model(x)
-        >>> store["out"].shape  # doctest: +SKIP
+        ...     _ = model(x)
+        >>> store["out"].shape
+        torch.Size([2, 32, 48, 48])
     """
     _, module = get_layer(model, layer)
     store: dict[str, torch.Tensor] = {}
@@ -225,12 +226,9 @@ def check_input(x: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
         raise ConfigError(f"expected a tensor [N, 1, 48, 48], got {type(x).__name__}")
-    if x.dtype == torch.uint8:
-        x = x.float() / 255.0
     if x.dim() == 2:
         x = x[None, None]
-    elif x.dim() == 3:
-        x = x.unsqueeze(1)
+    x = to_model_input(x)
     if x.dim() != 4 or tuple(x.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE):
         raise ConfigError(f"expected faces as a tensor [N, 1, {IMAGE_SIZE}, {IMAGE_SIZE}] of "
                           f"grey/255, got shape {list(x.shape)}")

@@ -139,7 +139,7 @@ def explain_to_folder(model: torch.nn.Module, out: str | Path, methods: Sequence
 
     Example:
         >>> sel, faces = choose_faces(model, "fer2013.csv")  # doctest: +SKIP
-        >>> explain_to_folder(model, "explain", ["gradcam", "lime"], sel, check=True)
+        >>> explain_to_folder(model, "explain", ["gradcam"], sel)  # doctest: +SKIP
     """
     from . import figures
     from .checks import deletion_insertion

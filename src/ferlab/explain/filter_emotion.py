@@ -15,6 +15,7 @@ import torch
 from ..constants import EMOTIONS, NUM_CLASSES
 from ..data import FaceSet
 from ..errors import DataError
+from ..inference import to_model_input
 from ..io_utils import write_text
 from ..progress import progress_bar
 from .base import capture, get_layer, prepared
@@ -109,7 +110,7 @@ def filter_emotion(model: torch.nn.Module, faces: FaceSet, layer: str | None = N
         for i in progress_bar(range(0, len(idx), batch_size), desc=f"filter-emotion {name}",
                               disable=None if progress else True, leave=False):
             b = idx[i:i + batch_size]
-            model(torch.from_numpy(faces.images[b]).float().unsqueeze(1) / 255.0)
+            model(to_model_input(faces.images[b]))
             out = store["out"].float()
             if out.dim() != 4:
                 raise DataError(f"layer {name!r} output {list(out.shape)} is not [N, C, H, W]")

@@ -15,7 +15,7 @@ import torch
 from skimage.segmentation import slic
 
 from ..constants import IMAGE_SIZE
-from ..inference import DEFAULT_BATCH
+from ..inference import DEFAULT_BATCH, predict_probs
 from ..precision import resolve_precision
 from .base import Explainer, register_explainer
 
@@ -103,31 +103,18 @@ class LimeExplainer(Explainer):
         self.precision = resolve_precision(precision).name
         self.last_segments: list[np.ndarray] = []  # the superpixels of the last call, for figures
 
-    def _classifier(self):
-        from ..inference import inference_copy
+    def _classify(self, batch: np.ndarray) -> np.ndarray:
+        """LIME's classifier: probabilities ``float64 [N, 7]`` for faces ``[N, 48, 48, 1]``.
 
-        # A private copy: folding batch norms and converting memory format in place would change
-        # the caller's model. Weights held in bf16 are cast once, not on every call (autocast).
-        model = inference_copy(self.model, bf16=self.precision == "bf16")
-        dtype = next(model.parameters()).dtype
-
-        def classify(batch: np.ndarray) -> np.ndarray:
-            x = torch.from_numpy(np.ascontiguousarray(batch[..., 0], dtype=np.float32))
-            x = x.unsqueeze(1)
-            out = []
-            with torch.inference_mode():
-                for i in range(0, len(x), self.batch_size):
-                    xb = x[i:i + self.batch_size].to(dtype)
-                    logits = model(xb.contiguous(memory_format=torch.channels_last))
-                    out.append(logits.float().softmax(1))
-            return torch.cat(out).numpy().astype(np.float64)
-
-        return classify
+        It runs a folded private copy (``fast=True``): folding batch norms in place would change
+        the caller's model, and weights held in bf16 are cast once, not on every batch."""
+        x = np.ascontiguousarray(batch[..., 0], dtype=np.float32)
+        return predict_probs(self.model, x, batch_size=self.batch_size, precision=self.precision,
+                             fast=True).numpy().astype(np.float64)
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logging.getLogger("lime").setLevel(logging.WARNING)
         lime_class = _explainer_class()
-        classify = self._classifier()
         maps = np.zeros((len(x), IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
         self.last_segments = []
         for i in range(len(x)):
@@ -137,7 +124,7 @@ class LimeExplainer(Explainer):
             # A fresh explainer per face: its RandomState is what makes the map repeatable.
             lime = lime_class(kernel_width=self.kernel_width, random_state=self.seed)
             exp = lime.explain_instance(
-                face, classify, labels=(int(target[i]),), top_labels=None, hide_color=None,
+                face, self._classify, labels=(int(target[i]),), top_labels=None, hide_color=None,
                 num_features=int(seg.max()) + 1, num_samples=self.samples,
                 batch_size=self.samples, segmentation_fn=lambda _img, seg=seg: seg,
                 random_seed=self.seed)

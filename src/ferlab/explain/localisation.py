@@ -65,7 +65,7 @@ _TRAINED: dict[int, nn.Module] = {}
 def reference_model(seed: int = 0, log=lambda s: None) -> nn.Module:
     """The small model that learned box faces (seeded: the same weights each call).
 
-    Trained with ``ferlab.training.loop.train`` in float32 (so the weights do not depend on whether this
+    Trained with :func:`ferlab.train` in float32 (so the weights do not depend on whether this
     CPU has bf16) into a temporary folder that is removed afterwards; trained once per process
     and seed, each call returns its own copy.
     """

@@ -13,6 +13,7 @@ import torch
 from ..constants import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
 from ..data import FaceSet
 from ..errors import ConfigError, DataError
+from ..inference import to_model_input
 
 POLICIES = ("random-correct", "confident-correct", "confident-wrong", "random")
 
@@ -46,7 +47,7 @@ class Selection:
 
     def inputs(self) -> torch.Tensor:
         """The float ``[N, 1, 48, 48]`` tensor (grey / 255) models take."""
-        return torch.from_numpy(self.images).float().unsqueeze(1) / 255.0
+        return to_model_input(self.images)
 
     def title(self, i: int) -> str:
         """``true happy / pred happy 0.93`` (true part left out when unknown)."""

@@ -40,9 +40,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from .. import assets
+from .. import assets, precision
 from ..errors import ConfigError, DataError, ModelError
-from ..precision import bf16_is_native
 
 INPUT_SIDE = 192  # MediaPipe feeds the network 192x192 pixels
 STRIDE = 4  # one anchor per 4x4 input pixels, at the cell centre (a 48x48 grid at 192)
@@ -376,7 +375,8 @@ class BlazeFaceDetector:
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
         self.backend = backend
-        self.bf16 = backend == "torch" and (bf16_is_native() if bf16 is None else bool(bf16))
+        native = precision.bf16_is_native()
+        self.bf16 = backend == "torch" and (native if bf16 is None else bool(bf16))
         if backend == "onnx":
             path = Path(onnx_path) if onnx_path else asset_path(ONNX_NAME)
             self.session = _onnx_session(path, torch.get_num_threads())

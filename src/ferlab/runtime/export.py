@@ -19,6 +19,7 @@ import torch
 
 from ..constants import IMAGE_SIZE
 from ..errors import ModelError
+from ..inference import to_model_input
 from ..io_utils import write_bytes
 from .onnx_graph import (
     INPUT_NAME,
@@ -46,7 +47,7 @@ class _FaceReader:
 
     def _iter(self) -> Iterator[dict[str, np.ndarray]]:
         for i in range(0, len(self.images), CALIBRATION_BATCH):
-            x = self.images[i:i + CALIBRATION_BATCH, None].astype(np.float32) / 255.0
+            x = to_model_input(self.images[i:i + CALIBRATION_BATCH]).numpy()
             yield {INPUT_NAME: x}
 
     def get_next(self) -> dict[str, np.ndarray] | None:

@@ -1,7 +1,8 @@
 """A ferlab classifier run by ONNX Runtime, with the probabilities interface of the torch path.
 
 An :class:`OnnxClassifier` holds an ONNX Runtime session over a graph from
-:func:`ferlab.runtime.onnx_graph.export_onnx` (or an int8 one from :func:`ferlab.runtime.export.quantize_int8`):
+:func:`ferlab.runtime.onnx_graph.export_onnx` (or an int8 one from
+:func:`ferlab.runtime.export.quantize_int8`):
 ``predict(uint8 faces [N, 48, 48]) -> probabilities [N, 7]``, test-time augmentation included,
 as :func:`ferlab.predict.predict_faces` gives for a torch model.
 
@@ -20,9 +21,9 @@ import numpy as np
 import torch
 
 from ..assets import BUNDLED_INT8, asset_path
-from ..constants import IMAGE_SIZE, NUM_CLASSES
+from ..constants import IMAGE_SIZE
 from ..errors import ConfigError, ModelError
-from ..progress import progress_bar
+from ..inference import predict_probs, tta_mode
 from .onnx_graph import INPUT_NAME, check_onnx_meta, export_onnx, read_onnx_meta
 
 ONNX_SUFFIX = ".onnx"
@@ -90,7 +91,7 @@ class OnnxClassifier:
     @classmethod
     def from_model(cls, model: torch.nn.Module, threads: int | None = None,
                    source: str = "") -> OnnxClassifier:
-        """Export ``model`` in memory (:func:`ferlab.runtime.onnx_graph.export_onnx`) and load the graph."""
+        """Export ``model`` in memory (:func:`~ferlab.runtime.onnx_graph.export_onnx`), load it."""
         return cls(export_onnx(model, source=source), threads=threads)
 
     def logits(self, x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -106,35 +107,22 @@ class OnnxClassifier:
                 progress: bool = True) -> np.ndarray:
         """Softmax probabilities ``float32 [N, 7]`` for uint8 faces ``[N, 48, 48]``, in batches
         (the same views and averaging as :func:`ferlab.predict.predict_faces`)."""
-        from ..inference import average_probs, tta_mode
-
-        if batch_size < 1:
-            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-        tta = tta_mode(tta)
         images = np.asarray(images, dtype=np.uint8)
         if images.ndim == 2:
             images = images[None]
         if images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
             raise ConfigError(f"faces must be [N, {IMAGE_SIZE}, {IMAGE_SIZE}], got "
                               f"{tuple(images.shape)}")
-        out = np.zeros((len(images), NUM_CLASSES), dtype=np.float32)
-        images_t = torch.from_numpy(np.ascontiguousarray(images))
-        with torch.no_grad(), progress_bar(total=len(images), desc="predict", unit="face",
-                                           leave=False, disable=None if progress else True,
-                                           dynamic_ncols=True) as bar:
-            for i in range(0, len(images), batch_size):
-                x = images_t[i:i + batch_size].unsqueeze(1).float().div_(255.0)
-                out[i:i + len(x)] = average_probs(self, x, tta).numpy()
-                bar.update(len(x))
-        return out
+        return predict_probs(self, images, batch_size=batch_size, precision="fp32",
+                             tta=tta_mode(tta), fast=False, progress=progress).numpy()
 
 
 def as_onnx(model, threads: int | None = None) -> OnnxClassifier:
     """What ONNX Runtime runs for ``model``: ``model`` itself when it is an
     :class:`OnnxClassifier`; for the bundled model, its int8 graph shipped with ferlab (see
     :func:`bundled_int8_path`); else the model's graph exported in memory, float32
-    (:func:`ferlab.runtime.onnx_graph.export_onnx`: 1.3-1.8 s for the bundled model on 2 busy cores, 11 s
-    at a load of 12; ``benchmarks/bench_runtime.py`` prints it)."""
+    (:func:`~ferlab.runtime.onnx_graph.export_onnx`; ``benchmarks/bench_runtime.py`` prints how
+    long that takes)."""
     if isinstance(model, OnnxClassifier):
         return model
     shipped = shipped_graph(model)

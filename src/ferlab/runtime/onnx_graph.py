@@ -55,10 +55,10 @@ def _model_info(model: torch.nn.Module) -> dict:
 def export_onnx(model: torch.nn.Module, *, source: str = "", opset: int = OPSET) -> bytes:
     """The float32 ONNX graph of ``model``, as bytes (write them to a ``.onnx`` file).
 
-    Batch norms are folded into the layers before them first (:func:`ferlab.inference.inference_copy`),
-    so the graph is the one PyTorch's fast inference path computes. Uses torch's
-    TorchScript-based exporter (``dynamo=False``): the newer one would add ``onnxscript`` as a
-    dependency for nothing these plain nets need.
+    Batch norms are folded into the layers before them first
+    (:func:`ferlab.inference.inference_copy`), so the graph is the one PyTorch's fast inference
+    path computes. Uses torch's TorchScript-based exporter (``dynamo=False``): the newer one would
+    add ``onnxscript`` as a dependency for nothing these plain nets need.
 
     Args:
         model: any ferlab model or ensemble (grey / 255 in, logits out).

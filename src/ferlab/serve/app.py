@@ -38,12 +38,11 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartParser
 
-from .. import __version__
+from .. import __version__, precision
 from ..constants import EMOTIONS, IMAGE_SIZE
 from ..errors import FerlabError
 from ..faces.detect import load_photo
 from ..faces.recognizer import COLORS, Recognizer, photo_record
-from ..precision import bf16_is_native
 from . import schemas
 from .limits import Gate, LimitsMiddleware, ServeLimits, UploadRefused, check_photo
 from .overlay import data_url, normalized_magnitude, overlay_jpeg
@@ -98,7 +97,7 @@ def model_info(rec: Recognizer, limits: ServeLimits, workers: int, detector: str
         # graph (int8 for the bundled model), as ferlab.runtime.choice picked for this CPU.
         "precision": rec.computes_in,
         "runtime": rec.runtime,
-        "bf16_native": bf16_is_native(),
+        "bf16_native": precision.bf16_is_native(),
         "detector": detector,
         "classes": list(EMOTIONS),
         "colors": {e: _hex(COLORS[e]) for e in EMOTIONS},
