@@ -284,6 +284,7 @@ def config_from_args(args):
 
 
 def cmd_train(args) -> int:
+    from .runs import RunFolder
     from .training.distributed import is_main_process
     from .training.loop import train
 
@@ -311,9 +312,10 @@ def cmd_train(args) -> int:
         run = train(config_from_args(args), args.out, force=args.force)
     if not is_main_process():  # under torchrun, rank 0 reports for all
         return 0
-    metrics = json.loads((Path(run) / "metrics.json").read_text())
+    folder = RunFolder(run)
+    metrics = folder.metrics()
     print(f"best validation accuracy {metrics['best_val_acc']:.4f} at epoch "
-          f"{metrics['best_epoch']}; model in {Path(run) / 'model.safetensors'}")
+          f"{metrics['best_epoch']}; model in {folder.model_path}")
     return 0
 
 
@@ -846,8 +848,16 @@ def cmd_export(args) -> int:
     return 0
 
 
-COMMANDS = ["data", "models", "train", "demo", "evaluate", "curves", "compare", "ensemble",
-            "predict", "report", "video", "explain", "serve", "export"]
+# Each subcommand: the function that adds its parser and the one that runs it, in --help order.
+COMMANDS = {
+    "data": (add_data, cmd_data), "models": (add_models, cmd_models),
+    "train": (add_train, cmd_train), "demo": (add_demo, cmd_demo),
+    "evaluate": (add_evaluate, cmd_evaluate), "curves": (add_curves, cmd_curves),
+    "compare": (add_compare, cmd_compare), "ensemble": (add_ensemble, cmd_ensemble),
+    "predict": (add_predict, cmd_predict), "report": (add_report, cmd_report),
+    "video": (add_video, cmd_video), "explain": (add_explain, cmd_explain),
+    "serve": (add_serve, cmd_serve), "export": (add_export, cmd_export),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -858,9 +868,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ferlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    module = sys.modules[__name__]
-    for name in COMMANDS:
-        getattr(module, f"add_{name.replace('-', '_')}")(sub)
+    for add_parser, _ in COMMANDS.values():
+        add_parser(sub)
     parser.subcommands = sub.choices  # name -> its parser, for errors found after parsing
     return parser
 
@@ -895,7 +904,7 @@ def _main(argv: list[str] | None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    handler = getattr(sys.modules[__name__], f"cmd_{args.command.replace('-', '_')}")
+    _, handler = COMMANDS[args.command]
     try:
         return handler(args) or 0
     except FerlabError as e:
