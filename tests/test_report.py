@@ -17,17 +17,9 @@ from ferlab.cli import main
 from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
 from ferlab.data import make_split
 from ferlab.models import create_model
-from ferlab.report.document import (
-    SECTION_IDS,
-    Section,
-    figure,
-    layer_table,
-    overfitting_episode,
-    para,
-    render_page,
-    top_confusions,
-    write_report,
-)
+from ferlab.report import SECTION_IDS, Section, figure, para, render_page, write_report
+from ferlab.report.layers import layer_table
+from ferlab.report.numbers import overfitting_episode, top_confusions
 from ferlab.report.text import STRINGS, tr
 from ferlab.synthetic import make_split_faces, write_fer2013_csv
 from ferlab.training.loop import train

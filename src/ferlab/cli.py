@@ -640,7 +640,7 @@ def add_report(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from .report.document import write_report
+    from .report import write_report
     from .threads import configure_threads
 
     configure_threads(args.threads, "batch")

@@ -22,6 +22,7 @@ from .errors import ModelError
 from .faces.recognizer import Face, Recognizer, annotate, photo_record, save_png
 from .io_utils import write_json
 from .model_spec import BUNDLED, is_bundled
+from .report.page import Section, figure, para, render_page, table, write_page
 
 DEMO_METHODS = ("saliency", "gradcam", "lime")
 # Who found a face, by its box kind, for the page's text.
@@ -85,8 +86,6 @@ def run_demo(out_dir: str | Path = "demo-output", model: str | Path = BUNDLED,
             raise ModelError(f"the {model} model is missing ({shipped}); run the demo with a "
                              "model you trained: ferlab demo --model RUN_DIR (ferlab train "
                              "makes one)")
-    from .report.document import Section, figure, para, render_page, table, write_page
-
     out = Path(out_dir)
     photo_path = Path(photo) if photo else DEMO_PHOTO
     rec = Recognizer(model, precision=precision, threads=threads)

@@ -101,7 +101,6 @@ STRINGS: dict[str, dict[str, str]] = {
         "need_two": "Give two or more runs (RUN RUN ...) to see an ensemble.",
         "no_aug_pair": "No pair of runs of the same model with and without augmentation was "
                        "given; train one of each and pass both to see the difference.",
-        "not_available": "Not available in this copy of ferlab: {what}.",
         "eval_on": "Measured on the {n:,} faces of {split} (the validation faces of {run}, "
                    "never trained on).",
         "no_conv": "{run} has no convolution layer, so {what} does not apply to it.",
@@ -312,7 +311,6 @@ STRINGS: dict[str, dict[str, str]] = {
         "need_two": "提供两个或更多运行（RUN RUN ...）即可看到集成结果。",
         "no_aug_pair": "没有提供同一模型使用与不使用数据增强的一对运行；"
                        "各训练一个并一起传入即可比较。",
-        "not_available": "此版本的 ferlab 尚不提供：{what}。",
         "eval_on": "在 {split} 的 {n:,} 张人脸上测得（{run} 的验证集，从未用于训练）。",
         "no_conv": "{run} 没有卷积层，{what} 不适用。",
         "explained_model": "以下解释针对 {run}。",
