@@ -19,7 +19,9 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .constants import EMOTIONS, NUM_CLASSES  # noqa: E402
+from .errors import DataError  # noqa: E402
 from .io_utils import atomic_write  # noqa: E402
+from .runs import best_row, read_history  # noqa: E402
 
 # Fonts with Chinese glyphs, most common first (Linux: Noto CJK, Source Han, WenQuanYi;
 # macOS: PingFang, Hiragino; Windows: Microsoft YaHei, SimHei). The report's --lang zh figures
@@ -229,7 +231,7 @@ def curves_figure(histories, names, text: dict[str, str] | None = None):
             ax.plot(ep, train, TRAIN_STYLE, label=f"{name} {w['train']}", **style)
             ax.plot(ep, val, VAL_STYLE, label=f"{name} {w['val']}", **style)
             values += train + val
-        best = max(h, key=lambda r: (r["val_acc"], -r["epoch"]))
+        best = best_row(h)
         ax_acc.plot([best["epoch"]], [best["val_acc"]], "o", color=col, ms=5)
         last_epoch = max([last_epoch, *ep])
     for ax, what, values, span, top in ((ax_loss, w["loss"], losses, 0.2, math.inf),
@@ -273,15 +275,12 @@ def curves(runs, path: str | Path, labels=None) -> Path:
 
     Args:
         runs: run folders (their ``history.csv`` is read), or history lists as returned by
-            ``train.read_history``.
+            :func:`ferlab.runs.read_history`.
         labels: legend name per run (default: the folder names).
 
     Example:
         >>> curves(["runs/cnn", "runs/dnn"], "curves.png")  # doctest: +SKIP
     """
-    from .errors import DataError
-    from .runs import read_history
-
     hists, names = [], []
     for i, r in enumerate(runs):
         if isinstance(r, (str, Path)):
