@@ -46,7 +46,7 @@ from torch import nn
 
 from .. import assets
 from ..errors import ConfigError, DataError, ModelError
-from ..precision import bf16_is_native
+from ..precision import resolve_precision
 
 INPUT_SIDE = 192  # MediaPipe feeds the network 192x192 pixels
 STRIDE = 4  # one anchor per 4x4 input pixels, at the cell centre (a 48x48 grid at 192)
@@ -379,7 +379,9 @@ class BlazeFaceNet:
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
         self.backend = backend
-        self.bf16 = backend == "torch" and (bf16_is_native() if bf16 is None else bool(bf16))
+        # Through resolve_precision, the one place "auto" is decided for every command.
+        self.bf16 = backend == "torch" and (resolve_precision("auto").bf16 if bf16 is None
+                                             else bool(bf16))
         if backend == "onnx":
             path = Path(onnx_path) if onnx_path else asset_path(ONNX_NAME)
             self.session = _onnx_session(path, torch.get_num_threads())
