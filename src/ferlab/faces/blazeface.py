@@ -77,7 +77,7 @@ ASSET_NAME = "blazeface_full_range.safetensors"
 # The same network as an ONNX graph on uint8 grey input (scripts/export_blazeface_onnx.py).
 ONNX_NAME = "blazeface_full_range.onnx"
 # Who runs the network: ONNX Runtime by default, on a graph laid out for its CPU kernels
-# (scripts/export_blazeface_onnx.py), as it is the faster (benchmarks/FACES.md). PyTorch is the
+# (scripts/export_blazeface_onnx.py), which runs faster (benchmarks/FACES.md). PyTorch is the
 # reference the ONNX file is made from and checked against.
 BACKENDS = ("onnx", "torch")
 
