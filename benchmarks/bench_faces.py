@@ -28,19 +28,18 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ferlab.constants import DEFAULT_DETECTOR, DETECTORS
 from ferlab.errors import FerlabError
+from ferlab.faces.crop import crop_faces
 from ferlab.faces.detect import (
-    DEFAULT_DETECTOR,
-    DETECTORS,
     FALLBACK_MIN_FACE,
     SCALE_FACTOR,
-    BlazeFaceFinder,
-    FaceDetector,
-    FirstFound,
-    crop_faces,
-    load_photo,
+    BlazeFaceDetector,
+    FallbackDetector,
+    HaarDetector,
     make_detector,
 )
+from ferlab.faces.photo import load_photo
 from ferlab.faces.recognizer import Recognizer
 
 FER_PACKAGE = {"end_to_end_ms": 26.0, "classifier_img_s": 2443.0}  # fer, measured on this machine
@@ -132,14 +131,14 @@ def bench_blazeface_net(repeat: int, onnx_path: str | None = None) -> None:
     """BlazeFace's network alone, per input size: PyTorch in float32 and bf16 weights
     (channels-last), and ONNX Runtime on the bundled ``.onnx`` file (what ferlab runs) or on
     ``onnx_path``."""
-    from ferlab.faces.blazeface import BlazeFaceDetector, load_blazeface
+    from ferlab.faces.blazeface import BlazeFaceNet, load_blazeface
     from ferlab.precision import bf16_is_native
 
     # Emulated bf16 (no native bf16) takes seconds a pass: that column is left out there.
     dtypes = (torch.float32, torch.bfloat16) if bf16_is_native() else (torch.float32,)
     nets = {dtype: load_blazeface().to(dtype, memory_format=torch.channels_last)
             for dtype in dtypes}
-    onnx = BlazeFaceDetector(backend="onnx", onnx_path=onnx_path)
+    onnx = BlazeFaceNet(backend="onnx", onnx_path=onnx_path)
     bf16_head = f"{'torch bf16':>11}" if len(dtypes) == 2 else f"{'(bf16 emulated)':>16}"
     print(f"\n{'BlazeFace network':<26}{'torch fp32':>11}{bf16_head}{'ONNX fp32':>14}")
     rng = np.random.default_rng(0)
@@ -188,18 +187,17 @@ def agreement(data: str, spec: str) -> None:
 
 def framing(data: str, n: int = 2000) -> None:
     """Where each detector's box falls inside FER2013 faces: side over the 48-pixel frame's side,
-    and the frame's centre relative to the box centre (in box sides);
-    ferlab.faces.detect.FRAMING."""
+    and the frame's centre relative to the box centre (in box sides); ferlab.faces.crop.FRAMING."""
     import cv2
 
     from ferlab.data import load_faces
-    from ferlab.faces.blazeface import BlazeFaceDetector
+    from ferlab.faces.blazeface import BlazeFaceNet
 
     faces = load_faces(data)
     step = max(1, len(faces) // n)
     images = faces.images[::step][:n]
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_alt2.xml")
-    blaze = BlazeFaceDetector()
+    blaze = BlazeFaceNet()
     finders = {
         "haar alt2": lambda big: cascade.detectMultiScale(big, 1.05, 3, minSize=(80, 80)),
         "blazeface": lambda big: [b[:4] for b in blaze(big)],
@@ -273,24 +271,24 @@ def main(argv: list[str] | None = None) -> int:
     rec = Recognizer(model, detector=args.detector, bf16=False if args.fp32 else None,
                      threads=args.threads)
     sides = tuple(int(v) for v in args.blaze_sides.split(","))
-    haar = FaceDetector(scale_factor=args.step)
-    blaze = BlazeFaceFinder(sides=sides, adaptive=not args.every_pass, backend=args.blaze_backend,
+    haar = HaarDetector(scale_factor=args.step)
+    blaze = BlazeFaceDetector(sides=sides, adaptive=not args.every_pass, backend=args.blaze_backend,
                             bf16=False if args.fp32 else None, onnx_path=args.blaze_onnx)
     # auto's Haar looks only for faces that fill the photo, as ferlab's make_detector builds it.
-    fallback = FaceDetector(scale_factor=args.step, min_size=FALLBACK_MIN_FACE)
-    rec.detector = {"haar": haar, "blazeface": blaze, "auto": FirstFound(blaze, fallback)}[
+    fallback = HaarDetector(scale_factor=args.step, min_size=FALLBACK_MIN_FACE)
+    rec.detector = {"haar": haar, "blazeface": blaze, "auto": FallbackDetector(blaze, fallback)}[
         args.detector]
     passes = ("every pass" if args.every_pass
               else "a second pass sized for faces the first may have missed")
     if args.min_face is not None:
         rec.detector = make_detector(args.detector, min_face=args.min_face)
-        parts = (rec.detector.detectors if isinstance(rec.detector, FirstFound)
+        parts = (rec.detector.detectors if isinstance(rec.detector, FallbackDetector)
                  else (rec.detector,))
-        finder = next((d for d in parts if isinstance(d, BlazeFaceFinder)), None)
+        finder = next((d for d in parts if isinstance(d, BlazeFaceDetector)), None)
         sides = finder.sides if finder else ()
         if finder and not finder.adaptive:
             passes = "every pass"
-        haar_px = next((d.max_side for d in parts if isinstance(d, FaceDetector)), None)
+        haar_px = next((d.max_side for d in parts if isinstance(d, HaarDetector)), None)
         passes += f"; --min-face {args.min_face}: Haar searches {haar_px} px"
     fallback_note = (f"; Haar only where BlazeFace finds nothing, for faces of "
                      f"{FALLBACK_MIN_FACE:.0%}+ of the shorter side" if args.detector == "auto"

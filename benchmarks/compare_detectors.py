@@ -40,7 +40,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferlab.faces.detect import BlazeFaceFinder, FaceDetector, FirstFound, make_detector
+from ferlab.faces.detect import BlazeFaceDetector, FallbackDetector, HaarDetector, make_detector
 
 SIDE = 100  # pasted LFW face side (25 px enlarged 4x)
 PLACES = [(40, 40), (300, 50), (60, 300), (320, 320)]
@@ -183,11 +183,11 @@ def real_sweep(dets: dict) -> None:
 
 def blaze_framing() -> None:
     """BlazeFace's box against Haar's on the real heads both find (face sides 60-120 px): the
-    numbers behind ``ferlab.faces.detect.BLAZE_SCALE`` / ``BLAZE_DX`` / ``BLAZE_DY``, which map a
+    numbers behind ``ferlab.faces.crop.BLAZE_SCALE`` / ``BLAZE_DY``, which map a
     BlazeFace box to the FER2013 framing that Haar's box was calibrated to."""
-    from ferlab.faces.detect import CROP_SCALE, crop_box
+    from ferlab.faces.crop import CROP_SCALE, crop_box
 
-    haar, blaze = FaceDetector(), BlazeFaceFinder()
+    haar, blaze = HaarDetector(), BlazeFaceDetector()
     ratio, dx, dy = [], [], []
     for side in [60, 68, 76, 86, 96, 108, 120]:
         for c, gt in real_heads(side, seed=3):
@@ -262,7 +262,7 @@ def crop_sweep(lfw_faces: np.ndarray) -> None:
     from ferlab.faces.detect import FALLBACK_MIN_FACE
 
     crops = tight_crops(lfw_faces)
-    blaze, haar = BlazeFaceFinder(), FaceDetector()
+    blaze, haar = BlazeFaceDetector(), HaarDetector()
     found_b = found_h = 0
     ratios = []
     for _, g in crops:
@@ -285,20 +285,20 @@ def detectors(extra_site: str | None) -> dict:
 
     dets = {
         "auto (ferlab's default)": make_detector("auto"),
-        "auto, full Haar fallback": FirstFound(BlazeFaceFinder(), FaceDetector()),
-        "blazeface 0.5 (ferlab)": BlazeFaceFinder(),
-        "blazeface, every pass": BlazeFaceFinder(adaptive=False),
-        "blazeface 0.6 (MediaPipe's)": BlazeFaceFinder(score_threshold=0.6),
-        "haar alt2 (ferlab)": FaceDetector(),
-        "haar alt2, full size": FaceDetector(max_side=None),
-        "haar default, step 1.2": FaceDetector(frontal="default", scale_factor=1.2),
-        "haar alt2 + profile, 1.2": FaceDetector(profile=True, scale_factor=1.2),
+        "auto, full Haar fallback": FallbackDetector(BlazeFaceDetector(), HaarDetector()),
+        "blazeface 0.5 (ferlab)": BlazeFaceDetector(),
+        "blazeface, every pass": BlazeFaceDetector(adaptive=False),
+        "blazeface 0.6 (MediaPipe's)": BlazeFaceDetector(score_threshold=0.6),
+        "haar alt2 (ferlab)": HaarDetector(),
+        "haar alt2, full size": HaarDetector(max_side=None),
+        "haar default, step 1.2": HaarDetector(frontal="default", scale_factor=1.2),
+        "haar alt2 + profile, 1.2": HaarDetector(profile=True, scale_factor=1.2),
     }
     # The size/step trade-off behind DETECT_SIDE, MIN_PX and SCALE_FACTOR.
     for side, min_px, step in [(320, 24, 1.15), (320, 24, 1.2), (320, 24, 1.25), (256, 24, 1.2),
                                (256, 24, 1.25), (267, 20, 1.1), (267, 20, 1.15), (267, 20, 1.2),
                                (240, 20, 1.15)]:
-        dets[f"haar alt2, {side} px min {min_px} step {step}"] = FaceDetector(
+        dets[f"haar alt2, {side} px min {min_px} step {step}"] = HaarDetector(
             max_side=side, scale_factor=step, min_px=min_px)
     lbp = Cascade(str(Path(skimage.data.__file__).parent / "lbpcascade_frontalface_opencv.xml"))
     dets["skimage LBP cascade"] = lambda g: [
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.pairs:
         pair_sweep({k: d for k, d in detectors(None).items()
-                    if isinstance(d, BlazeFaceFinder | FirstFound)
+                    if isinstance(d, BlazeFaceDetector | FallbackDetector)
                     and (not args.only or args.only in k)})
         return 0
     lfw = sd.lfw_subset()
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.sizes:
         dets = {k: d for k, d in detectors(None).items()
-                if isinstance(d, FaceDetector | BlazeFaceFinder | FirstFound)
+                if isinstance(d, HaarDetector | BlazeFaceDetector | FallbackDetector)
                 and (not args.only or args.only in k)}
         blaze_framing()
         real_sweep(dets)

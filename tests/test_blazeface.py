@@ -10,13 +10,8 @@ import torch
 from safetensors import safe_open
 
 from ferlab.errors import ConfigError, DataError, ModelError
-from ferlab.faces.blazeface import (
-    BlazeFaceDetector,
-    BlazeFaceFullRange,
-    anchor_centres,
-    asset_path,
-    weighted_nms,
-)
+from ferlab.faces.blazeface import BlazeFaceFullRange, anchor_centres, asset_path, weighted_nms
+from ferlab.faces.blazeface import BlazeFaceNet as BlazeFaceDetector
 
 ASTRONAUT_FACE = (176, 66, 95, 95)  # x, y, w, h, marked by hand
 

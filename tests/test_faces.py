@@ -11,22 +11,12 @@ from PIL import Image
 
 from ferlab.constants import IMAGE_SIZE
 from ferlab.errors import ConfigError, DataError
-from ferlab.faces.detect import (
-    CROP_SCALE,
-    FALLBACK_MIN_FACE,
-    FRAMING,
-    BlazeFaceFinder,
-    Box,
-    FaceDetector,
-    FirstFound,
-    crop_box,
-    crop_face,
-    crop_faces,
-    detect_faces,
-    list_photos,
-    load_photo,
-    make_detector,
-)
+from ferlab.faces.crop import CROP_SCALE, FRAMING, crop_box, crop_face, crop_faces
+from ferlab.faces.detect import FALLBACK_MIN_FACE, Box, detect_faces, make_detector
+from ferlab.faces.detect import BlazeFaceDetector as BlazeFaceFinder
+from ferlab.faces.detect import FallbackDetector as FirstFound
+from ferlab.faces.detect import HaarDetector as FaceDetector
+from ferlab.faces.photo import list_photos, load_photo
 
 # The astronaut's face patch with context (the detector needs some) and her face inside it.
 PATCH = (slice(30, 200), slice(140, 310))

@@ -144,11 +144,11 @@ def test_cli_predict(eval_run, tmp_path, small_faces, capsys):
 
 def test_cli_predict_image_goes_to_the_recognizer(monkeypatch):
     calls = []
-    fake = types.ModuleType("ferlab.faces.recognizer")
+    fake = types.ModuleType("ferlab.faces.command")
     fake.predict_photos = lambda model, image, out, json_path, tta=False, detector=None, \
         min_face=None, **compute: calls.append((model, image, out, json_path, tta, detector,
                                                 min_face)) or 0
-    monkeypatch.setitem(sys.modules, "ferlab.faces.recognizer", fake)
+    monkeypatch.setitem(sys.modules, "ferlab.faces.command", fake)
     assert main(["predict", "--image", "photo.jpg", "--json", "r.json", "--tta"]) == 0
     assert main(["predict", "--image", "p.jpg", "--tta-shift"]) == 0
     assert main(["predict", "--image", "q.jpg", "--detector", "blazeface",

@@ -11,8 +11,11 @@ from PIL import Image
 from ferlab import cli
 from ferlab.constants import EMOTIONS
 from ferlab.errors import DataError
+from ferlab.faces.command import predict_photos
 from ferlab.faces.detect import Box
-from ferlab.faces.recognizer import Face, Recognizer, annotate, predict_photos
+from ferlab.faces.draw import annotate
+from ferlab.faces.recognizer import RecognizedFace as Face
+from ferlab.faces.recognizer import Recognizer
 from ferlab.model_file import save_model
 from ferlab.model_spec import load_model
 from ferlab.models import create_model

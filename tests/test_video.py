@@ -14,7 +14,8 @@ from ferlab import cli
 from ferlab.constants import EMOTIONS
 from ferlab.errors import ConfigError, DataError
 from ferlab.faces.detect import Box
-from ferlab.faces.video import CSV_COLUMNS, analyze_video, read_csv
+from ferlab.faces.video import CSV_COLUMNS, analyze_video
+from ferlab.faces.video import read_emotions_csv as read_csv
 from ferlab.model_file import save_model
 from ferlab.models import create_model
 from ferlab.synthetic import make_faces

@@ -595,7 +595,7 @@ def add_predict(sub) -> None:
 
 def cmd_predict(args) -> int:
     if args.image:
-        from .faces.recognizer import predict_photos
+        from .faces.command import predict_photos
 
         return predict_photos(args.model, args.image, args.out, args.json, tta=_tta(args),
                               detector=args.detector, min_face=args.min_face,

@@ -19,7 +19,8 @@ import numpy as np
 from .assets import DEMO_PHOTO, bundled_model_path
 from .constants import EMOTIONS
 from .errors import ModelError
-from .faces.recognizer import Face, Recognizer, annotate, photo_record, save_png
+from .faces.draw import annotate, save_png
+from .faces.recognizer import RecognizedFace, Recognizer, photo_record
 from .io_utils import write_json
 from .model_spec import BUNDLED, is_bundled
 from .report.page import Section, figure, para, render_page, table, write_page
@@ -35,7 +36,7 @@ MAX_EXPLAINED = 4  # faces explained in a group photo (LIME takes about a second
 class DemoResult:
     out_dir: Path
     photo: Path
-    faces: list[Face]
+    faces: list[RecognizedFace]
     annotated: Path
     json: Path
     explanations: Path | None
@@ -43,7 +44,7 @@ class DemoResult:
     notes: list[str] = field(default_factory=list)
 
 
-def explanation_figure(rec: Recognizer, faces: list[Face], methods=DEMO_METHODS):
+def explanation_figure(rec: Recognizer, faces: list[RecognizedFace], methods=DEMO_METHODS):
     """One row per face: the 48x48 crop the model saw, then each method's map over it."""
     from .plots import plt
 

@@ -65,7 +65,9 @@ def crop_photo(path: str | Path) -> np.ndarray:
     Raises:
         DataError: no face found in the photo.
     """
-    from ..faces.detect import Box, crop_face, detect_faces, load_photo
+    from ..faces.crop import crop_face
+    from ..faces.detect import Box, detect_faces
+    from ..faces.photo import load_photo
 
     photo = load_photo(path)
     h, w = photo.gray.shape

@@ -1,4 +1,8 @@
-"""BlazeFace, MediaPipe's full-range face detector, with its weights in the package.
+"""BlazeFace, MediaPipe's full-range face detector: the network, its anchors and decoding.
+
+:class:`BlazeFaceFullRange` is the network (PyTorch), :class:`BlazeFaceNet` runs it on grey
+photos (ONNX Runtime by default) and gives :class:`BlazeFaceDetection` s with keypoints;
+:class:`ferlab.faces.detect.BlazeFaceDetector` is the detector ferlab's pipeline uses.
 
 The network, anchors, box decoding and weighted non-max suppression reproduce MediaPipe's
 ``face_detection_full_range`` graph: a 192x192 RGB input in [-1, 1], letterboxed (the photo scaled
@@ -21,7 +25,7 @@ so tight that no hair or chin shows (a FER2013 or LFW crop): BlazeFace needs a l
 
 Example:
     >>> import numpy as np
-    >>> detect = BlazeFaceDetector()
+    >>> detect = BlazeFaceNet()
     >>> detect(np.full((480, 640), 128, np.uint8))     # a flat grey picture holds no face
     []
 """
@@ -40,44 +44,41 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
-from .. import assets, precision
+from .. import assets
 from ..errors import ConfigError, DataError, ModelError
+from ..precision import resolve_precision
 
 INPUT_SIDE = 192  # MediaPipe feeds the network 192x192 pixels
 STRIDE = 4  # one anchor per 4x4 input pixels, at the cell centre (a 48x48 grid at 192)
 SIZE_STEP = 32  # the network halves the map 5 times: input sides must be multiples of 32
 NUM_KEYPOINTS = 6  # eyes, nose tip, mouth centre, ear tragions (pairs: image left, then right)
 # MediaPipe's own settings for this model are a score above 0.6 and IoU 0.3
-# (face_detection_full_range.pbtxt, face_detection.pbtxt). 0.5 finds more small faces (LFW
-# faces pasted at 48-120 px: 74 % against 62 %) and no false face either on the 106 pictures
-# without one of benchmarks/compare_detectors.py; of 13 more, it found one in a star field.
+# (face_detection_full_range.pbtxt, face_detection.pbtxt). 0.5 finds more small faces and no
+# more false ones (benchmarks/FACES.md, "BlazeFace's settings").
 SCORE_THRESHOLD = 0.5
 NMS_IOU = 0.3
 RAW_SCORE_CLIP = 100.0  # logits are clipped to +-this before the sigmoid, as MediaPipe does
 # Longer side of the picture in each pass: 192 (MediaPipe's letterboxed square) finds faces of
 # 10-75 % of the longer side, 384 (padded to multiples of 32 only) faces of 5-40 %.
-PASS_SIDES = (192, 384)
+PASS_SIDES = (INPUT_SIDE, 2 * INPUT_SIDE)
+# The smallest face the 192-px pass alone finds, as a fraction of the photo's longer side: a
+# detector asked for no smaller faces than this needs no second pass.
+ONE_PASS_MIN_FACE = 0.1
 # With ``adaptive`` passes, a pass after the first looks for faces down to half the smallest
 # face found so far (every face when none was found): it is made just big enough for those
 # faces to be MIN_FACE_PX wide in it, and is skipped when that is no bigger than the pass
-# before. A close portrait or a webcam frame then takes one pass (faces from 25 % of the longer
-# side; Grace Hopper's is 35 % of her portrait), a half-length portrait a smaller second pass
-# (the astronaut's face, 20 %: 256 px instead of 384). The price is a bystander under half the
-# size of the closest face: ``benchmarks/compare_detectors.py --pairs`` finds every bystander
-# of 7.5-9 % beside a face of 11-14 %, and of 9 % beside 17 %, but 3-9 of 12 of those of 6 %
-# beside faces of 14-20 % (11 of 12 with every pass in full). 24 px rather than the 19 px that
-# the 192 pass reaches (10 % of its side) keeps a face of just half the smallest one in reach.
+# before, so a close portrait or a webcam frame takes one pass. 24 px rather than the 19 px
+# that the 192 pass reaches (10 % of its side) keeps a face of just half the smallest one in
+# reach. What it costs in bystanders missed: benchmarks/FACES.md, "Adaptive passes".
 MIN_FACE_PX = 24
-# Canvases up to this size run on one thread (see ``BlazeFaceDetector.small_session``).
+# Canvases up to this size run on one thread (see ``BlazeFaceNet.small_session``).
 SMALL_PASS_PIXELS = INPUT_SIDE * INPUT_SIDE
 ASSET_NAME = "blazeface_full_range.safetensors"
 # The same network as an ONNX graph on uint8 grey input (scripts/export_blazeface_onnx.py).
 ONNX_NAME = "blazeface_full_range.onnx"
 # Who runs the network: ONNX Runtime by default, on a graph laid out for its CPU kernels
-# (scripts/export_blazeface_onnx.py). ``benchmarks/bench_faces.py``'s network table, seven runs:
-# 2.8-2.9 ms for the 192-px pass against 6.3-8.2 for PyTorch in bf16, and 8.4-8.7 ms for a
-# 384x384 pass against 10.9-13.7 (20-21 ms in the runs where this VM's second core answered
-# slowly). PyTorch is the reference the ONNX file is made from and checked against.
+# (scripts/export_blazeface_onnx.py), which runs faster (benchmarks/FACES.md). PyTorch is the
+# reference the ONNX file is made from and checked against.
 BACKENDS = ("onnx", "torch")
 
 # Backbone blocks: (in channels, narrow channels, out channels, stride). The 48x48, 24x24 and
@@ -274,8 +275,9 @@ _anchor_grid = functools.lru_cache(maxsize=64)(anchor_centres)
 
 
 @dataclass(frozen=True)
-class Face:
-    """One detection in the photo's pixels: box ``(x, y, w, h)``, score, ``keypoints [6, 2]``.
+class BlazeFaceDetection:
+    """One face :class:`BlazeFaceNet` found, in the photo's pixels: box ``(x, y, w, h)``,
+    score, ``keypoints [6, 2]``.
 
     Boxes are not clipped: a face cut by the photo's edge may reach past it.
     """
@@ -324,8 +326,10 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[tupl
     return out
 
 
-class BlazeFaceDetector:
-    """Face detector on grey photos: MediaPipe's full-range BlazeFace, on the CPU.
+class BlazeFaceNet:
+    """MediaPipe's full-range BlazeFace run on grey photos, on the CPU: the passes, the box
+    decoding and the weighted non-max suppression, giving scores and keypoints
+    (:class:`ferlab.faces.detect.BlazeFaceDetector` turns them into ferlab's boxes).
 
     Each pass scales the photo so that its longer side is ``side`` pixels and pads it with black:
     to a square for the 192 pass (MediaPipe's letterbox), to multiples of 32 for other sides.
@@ -351,7 +355,7 @@ class BlazeFaceDetector:
         onnx_path: an ``.onnx`` file; default: the one bundled with ferlab.
 
     Example:
-        >>> detect = BlazeFaceDetector()
+        >>> detect = BlazeFaceNet()
         >>> detect(np.zeros((100, 300), np.uint8))
         []
     """
@@ -375,18 +379,18 @@ class BlazeFaceDetector:
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
         self.backend = backend
-        native = precision.bf16_is_native()
-        self.bf16 = backend == "torch" and (native if bf16 is None else bool(bf16))
+        # Through resolve_precision, the one place "auto" is decided for every command.
+        self.bf16 = backend == "torch" and (resolve_precision("auto").bf16 if bf16 is None
+                                             else bool(bf16))
         if backend == "onnx":
             path = Path(onnx_path) if onnx_path else asset_path(ONNX_NAME)
             self.session = _onnx_session(path, torch.get_num_threads())
-            # The 192-px pass is too small to share: on this 2-core machine it took 2.9 ms on
-            # one thread, against 3.1 ms on two at best and 5.6 ms when the second core was
-            # slow to answer (``bench_faces.py`` against ``bench_faces.py --threads 1``).
+            # The 192-px pass is too small to gain from a second thread, and slows down when
+            # that thread's core is busy (benchmarks/FACES.md, "Threads").
             self.small_session = (_onnx_session(path, 1) if torch.get_num_threads() > 1
                                   else self.session)
         else:
-            # channels_last: PyTorch's CPU depthwise convs run about 25 % faster on NHWC data.
+            # channels_last: PyTorch's CPU depthwise convs are faster on NHWC data.
             # Weights held in bf16 rather than autocast, which would re-cast them every pass.
             self.net = load_blazeface(weights).to(
                 torch.bfloat16 if self.bf16 else torch.float32, memory_format=torch.channels_last)
@@ -458,7 +462,7 @@ class BlazeFaceDetector:
         smallest = min(max(r[2] - r[0], r[3] - r[1]) for r, _ in faces) / max(shape)
         return pass_side(smallest / 2, side)
 
-    def detect(self, gray: np.ndarray) -> list[Face]:
+    def detect(self, gray: np.ndarray) -> list[BlazeFaceDetection]:
         """Faces in a uint8 ``[H, W]`` grey photo, with keypoints, largest first.
 
         Raises:
@@ -484,15 +488,15 @@ class BlazeFaceDetector:
         faces = []
         for row, score in weighted_nms(rows, np.concatenate([s for _, s in found]), self.nms_iou):
             (x0, y0), (x1, y1), *points = row.reshape(-1, 2)
-            faces.append(Face(round(x0), round(y0), round(x1 - x0), round(y1 - y0), score,
-                              np.array(points, np.float32)))
+            faces.append(BlazeFaceDetection(round(x0), round(y0), round(x1 - x0),
+                                            round(y1 - y0), score, np.array(points, np.float32)))
         return sorted(faces, key=lambda f: -f.w * f.h)
 
     def __call__(self, gray: np.ndarray) -> list[tuple[int, int, int, int, float]]:
         """``(x, y, w, h, score)`` of each face in a uint8 ``[H, W]`` grey photo, largest first.
 
         Example:
-            >>> BlazeFaceDetector()(np.full((64, 64), 200, np.uint8))
+            >>> BlazeFaceNet()(np.full((64, 64), 200, np.uint8))
             []
         """
         return [(f.x, f.y, f.w, f.h, f.score) for f in self.detect(gray)]

@@ -1,9 +1,9 @@
 """Emotions over time in a video file or a camera: a CSV per frame, a plot, an annotated video.
 
 Frames come from OpenCV (BGR), go through the same detector, crop and model as photos
-(:class:`~ferlab.faces.recognizer.Recognizer`), and every ``every``-th frame is analysed. The CSV has
-one row per face per analysed frame, and one row with an empty face for a frame with no face, so
-every analysed frame is in it:
+(:class:`~ferlab.faces.recognizer.Recognizer`), and every ``every``-th frame is analysed. The CSV
+has one row per face per analysed frame, and one row with an empty face for a frame with no face,
+so every analysed frame is in it:
 
 ``frame,time_s,face,x,y,w,h,label,angry,disgust,fear,happy,sad,surprise,neutral``
 
@@ -28,8 +28,9 @@ from ..constants import EMOTIONS
 from ..errors import ConfigError, DataError
 from ..io_utils import write_text
 from ..progress import progress_bar
-from .detect import Photo
-from .recognizer import COLORS, Face, Recognizer, annotate
+from .draw import COLORS, annotate
+from .photo import load_photo
+from .recognizer import RecognizedFace, Recognizer
 
 CSV_COLUMNS = ["frame", "time_s", "face", "x", "y", "w", "h", "label", *EMOTIONS]
 CSV_NAME = "emotions.csv"
@@ -69,7 +70,7 @@ def _open(source: str | int) -> tuple[cv2.VideoCapture, str]:
     return cap, str(p)
 
 
-def _rows(frame: int, t: float, faces: list[Face]) -> list[list]:
+def _rows(frame: int, t: float, faces: list[RecognizedFace]) -> list[list]:
     if not faces:
         return [[frame, f"{t:.3f}", "", "", "", "", "", "", *[""] * len(EMOTIONS)]]
     return [[frame, f"{t:.3f}", i, f.box.x, f.box.y, f.box.w, f.box.h, f.label,
@@ -132,7 +133,7 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
     video_path = out / VIDEO_NAME if annotated_video else None
     tmp_video = out / f".{VIDEO_NAME}.tmp.mp4"
     n_read = n_done = n_face = 0
-    faces: list[Face] = []
+    faces: list[RecognizedFace] = []
     start = time.perf_counter()
     bar = progress_bar(total=total or None, desc=f"video {Path(label).name}", unit="frame",
                        disable=None if progress else True, dynamic_ncols=True, leave=False)
@@ -144,14 +145,10 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
             idx = n_read
             n_read += 1
             t = idx / fps if fps else time.perf_counter() - start
+            photo = None
             if idx % every == 0:
-                if frame.ndim == 2:
-                    gray = frame
-                    rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-                else:
-                    rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-                    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-                _, faces = rec.analyze(Photo(rgb=rgb, gray=gray, name=f"{label} frame {idx}"))
+                photo = load_photo(frame, f"{label} frame {idx}", channels="bgr")  # OpenCV's
+                _, faces = rec.analyze(photo)
                 rows += _rows(idx, t, faces)
                 n_done += 1
                 n_face += bool(faces)
@@ -162,9 +159,8 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
                                              fps or 25.0, (w, h))
                     if not writer.isOpened():
                         raise DataError(f"{video_path}: OpenCV cannot write an mp4 video here")
-                rgb_full = (cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if frame.ndim == 3
-                            else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB))
-                drawn = np.asarray(annotate(rgb_full, faces))
+                rgb = photo.rgb if photo is not None else load_photo(frame, channels="bgr").rgb
+                drawn = np.asarray(annotate(rgb, faces))
                 writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
             bar.update(1)
     except KeyboardInterrupt:
@@ -179,7 +175,7 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
     if n_read == 0:
         tmp_video.unlink(missing_ok=True)
         raise DataError(f"{label}: no frame could be read")
-    csv_path = write_csv(out / CSV_NAME, rows)
+    csv_path = write_emotions_csv(out / CSV_NAME, rows)
     if writer is not None and video_path is not None:
         tmp_video.replace(video_path)  # the rename makes the finished file appear at once
     plot_path = plot_emotions(rows, out / PLOT_NAME, title=Path(label).name) if n_done else None
@@ -189,7 +185,8 @@ def analyze_video(source: str | Path | int, out_dir: str | Path, *,
                        fps=fps or (n_read / max(1e-9, time.perf_counter() - start)))
 
 
-def write_csv(path: str | Path, rows: list[list]) -> Path:
+def write_emotions_csv(path: str | Path, rows: list[list]) -> Path:
+    """Write ``emotions.csv``: the header :data:`CSV_COLUMNS`, then ``rows`` (atomically)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
@@ -197,7 +194,7 @@ def write_csv(path: str | Path, rows: list[list]) -> Path:
     return write_text(path, buf.getvalue())
 
 
-def read_csv(path: str | Path) -> list[dict]:
+def read_emotions_csv(path: str | Path) -> list[dict]:
     """The rows of an ``emotions.csv`` as dicts (strings, as written)."""
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -210,6 +207,7 @@ def plot_emotions(rows: list[list], path: str | Path, title: str = "") -> Path:
     does not look like a drop in every emotion. Where the largest face jumps to another place
     (another person became the largest), a dotted vertical line marks the switch.
     """
+    # Deferred: matplotlib loads only when a plot is drawn, not with the video module.
     from matplotlib import patheffects
 
     from ..plots import plt, save_figure

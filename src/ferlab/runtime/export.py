@@ -145,7 +145,9 @@ def check_faces(data: str | Path | None = None, n: int = 256) -> tuple[np.ndarra
         ``(uint8 [M, 48, 48], what they are, in words)``.
     """
     from ..assets import DEMO_PHOTO
-    from ..faces.detect import crop_faces, load_photo, make_detector
+    from ..faces.crop import crop_faces
+    from ..faces.detect import make_detector
+    from ..faces.photo import load_photo
 
     photo = load_photo(DEMO_PHOTO)
     crops = crop_faces(photo.gray, make_detector()(photo.gray))

@@ -41,8 +41,9 @@ from starlette.formparsers import MultiPartParser
 from .. import __version__, precision
 from ..constants import EMOTIONS, IMAGE_SIZE
 from ..errors import FerlabError
-from ..faces.detect import load_photo
-from ..faces.recognizer import COLORS, Recognizer, photo_record
+from ..faces.draw import COLORS
+from ..faces.photo import load_photo
+from ..faces.recognizer import Recognizer, photo_record
 from . import schemas
 from .limits import Gate, LimitsMiddleware, ServeLimits, UploadRefused, check_photo
 from .overlay import data_url, normalized_magnitude, overlay_jpeg
