@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..constants import EMOTIONS, IMAGE_SIZE
+from ..constants import EMOTIONS
 from ..errors import ConfigError, DataError
 from ..io_utils import atomic_write, write_json
 from .base import get_explainer, list_methods
@@ -65,15 +65,15 @@ def crop_photo(path: str | Path) -> np.ndarray:
     Raises:
         DataError: no face found in the photo.
     """
+    # Only photos need OpenCV and the detectors: kept off the path of explaining data files.
     from ..faces.crop import crop_face
-    from ..faces.detect import Box, detect_faces
+    from ..faces.detect import detect_faces, whole_face_box
     from ..faces.photo import load_photo
 
     photo = load_photo(path)
-    h, w = photo.gray.shape
-    if max(h, w) <= 2 * IMAGE_SIZE and max(h, w) <= 1.25 * min(h, w):
-        side = min(h, w)
-        return crop_face(photo.gray, Box((w - side) // 2, (h - side) // 2, side, side, "whole"))
+    whole = whole_face_box(photo.gray.shape)
+    if whole is not None:
+        return crop_face(photo.gray, whole)
     boxes = detect_faces(photo.gray)
     if not boxes:
         raise DataError(f"{path}: no face found in the photo (try a frontal, well-lit face, or "
