@@ -88,7 +88,7 @@ def _tiny_train(tmp_path, faces, **train_kw):
 
 
 def test_training_records_its_choice_and_resume_keeps_it(tmp_path, faces, monkeypatch):
-    from ferlab.training.loop import TrainingInterrupted
+    from ferlab.training.errors import TrainingInterrupted
 
     cfg, data, train = _tiny_train(tmp_path, faces)
     quiet = {"progress": False, "log": lambda s: None, "data": data}

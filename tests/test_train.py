@@ -14,14 +14,10 @@ from ferlab.data import make_split
 from ferlab.errors import ConfigError, ModelError
 from ferlab.model_spec import load_model
 from ferlab.runs import read_history
-from ferlab.training.loop import (
-    RunExistsError,
-    TrainingInterrupted,
-    cached_teacher_logits,
-    distillation_loss,
-    lr_at,
-    train,
-)
+from ferlab.training.distill import cached_teacher_logits, distillation_loss
+from ferlab.training.errors import RunExistsError, TrainingInterrupted
+from ferlab.training.loop import train
+from ferlab.training.schedule import lr_at
 
 NO_AUGMENT = AugmentConfig(flip=False, shift=0, rotation=0, zoom=0)
 
@@ -211,7 +207,7 @@ def test_cli_distillation_flags_reach_the_config():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
 def test_device_auto_is_the_cpu_here_and_cuda_is_refused_with_a_reason(tmp_path, faces):
     from ferlab.cli import build_parser, config_from_args
-    from ferlab.training.loop import resolve_device
+    from ferlab.training.start import resolve_device
 
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(ConfigError, match="no GPU"):

@@ -480,8 +480,7 @@ def cmd_evaluate(args) -> int:
 
     model = load_classifier(args.model)
     faces = load_faces(args.data, skip_bad_rows=args.skip_bad_rows)
-    split = args.split or ("test" if "Training" in faces.split_names() else "all")
-    faces = select_split(faces, split)
+    faces = select_split(faces, args.split or "test")  # the test rows, where it has Training ones
     shown = "+".join(faces.split_names()) or "all"
     tta = _tta(args)
     configure_threads(args.threads, "batch")

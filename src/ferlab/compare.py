@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import DataError
-from .io_utils import read_json
-from .runs import read_history
+from .runs import RunFolder, best_row
 
 
 def run_summary(run_dir: str | Path) -> dict:
@@ -26,17 +25,15 @@ def run_summary(run_dir: str | Path) -> dict:
     Raises:
         DataError: the folder has no ``history.csv`` (not a run, or no finished epoch).
     """
-    run = Path(run_dir)
-    hist = read_history(run)
+    run = RunFolder(run_dir)
+    hist = run.history()
     if not hist:
-        raise DataError(f"{run}: no history.csv with a finished epoch (is it a run folder?)")
-    info = read_json(run / "config.json") if (run / "config.json").exists() else {}
-    cfg = info.get("config", {})
-    best = max(hist, key=lambda h: (h["val_acc"], -h["epoch"]))  # first epoch of the best
-    last = hist[-1]
+        raise DataError(f"{run.path}: no history.csv with a finished epoch (is it a run folder?)")
+    info = run.info()
+    best, last = best_row(hist), hist[-1]
     return {
-        "run": run.name or str(run),
-        "model": cfg.get("model", {}).get("name", "?"),
+        "run": run.name,
+        "model": info.get("config", {}).get("model", {}).get("name", "?"),
         "params": info.get("params"),
         "epochs": last["epoch"],
         "seconds_per_epoch": sum(h["seconds"] for h in hist) / len(hist),
@@ -45,7 +42,7 @@ def run_summary(run_dir: str | Path) -> dict:
         "final_train_acc": last["train_acc"],
         "final_val_acc": last["val_acc"],
         "gap": last["train_acc"] - last["val_acc"],
-        "finished": (run / "metrics.json").exists(),
+        "finished": run.is_finished,
     }
 
 

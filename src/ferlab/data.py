@@ -452,12 +452,75 @@ def load_faces(path: str | Path, skip_bad_rows: bool = False) -> FaceSet:
 
 
 # --------------------------------------------------------------------------------------------
-# Splits
+# Splits: every choice of faces by split goes through select_split (the faces of one named
+# split) or make_split (a training/validation pair from a --val-split spec, which holds out
+# with split_last or split_random).
 
 
-def split_by_usage(faces: FaceSet) -> dict[str, FaceSet]:
-    """One FaceSet per ``Usage`` value."""
-    return {u: faces.subset(faces.usage == u) for u in faces.split_names()}
+def select_split(faces: FaceSet, split: str | None) -> FaceSet:
+    """Faces of one named split.
+
+    Args:
+        faces: any faces.
+        split: ``all`` or None: every face; ``test``: every row not for training (PublicTest
+            and PrivateTest) where the file has Training rows too, else every face; ``auto``:
+            the PublicTest (validation) rows where the file has them, else every face; or a
+            Usage name or its alias (``Training``/``train``, ``PublicTest``/``val``, ...).
+
+    Raises:
+        DataError: the file has no rows of that split.
+
+    Example:
+        >>> from ferlab.synthetic import make_split_faces
+        >>> len(select_split(make_split_faces(70, 14), "val"))
+        14
+    """
+    if split in (None, "all"):
+        return faces
+    names = faces.split_names()
+    if split == "test":  # every row that is not for training (PublicTest and PrivateTest)
+        test = faces.usage != "Training"
+        return faces.subset(test) if test.any() and "Training" in names else faces
+    if split == "auto":
+        return faces.subset(faces.usage == "PublicTest") if "PublicTest" in names else faces
+    canon = _SPLIT_ALIASES.get(split.lower(), split)
+    if canon not in names:
+        raise DataError(f"{faces.source}: no {split!r} rows; the file has {names or ['none']}")
+    return faces.subset(faces.usage == canon)
+
+
+def make_split(faces: FaceSet, spec: str = "auto", seed: int = 0) -> tuple[FaceSet, FaceSet]:
+    """Train and validation sets from a split spec.
+
+    ``auto``: Training/PublicTest when the data has them, else ``stratified:0.1``;
+    ``usage``: Training vs PublicTest; ``last:N``; ``random:F``; ``stratified:F``. The last
+    three hold out from the Training rows only, where the file has them.
+
+    Raises:
+        DataError: an unknown or impossible spec.
+    """
+    spec = spec.strip().lower()
+    splits = set(faces.usage.tolist())
+    if spec == "auto":
+        spec = "usage" if {"Training", "PublicTest"} <= splits else "stratified:0.1"
+    if spec == "usage":
+        if not {"Training", "PublicTest"} <= splits:
+            raise DataError(f"{faces.source}: --val-split usage needs Training and PublicTest "
+                            f"rows, found {sorted(splits)}; use last:N or stratified:F")
+        return select_split(faces, "Training"), select_split(faces, "PublicTest")
+    kind, _, arg = spec.partition(":")
+    # Hold out from the training rows only: test rows of a full file must never be trained on.
+    pool = select_split(faces, "Training") if "Training" in splits else faces
+    try:
+        if kind == "last":
+            return split_last(pool, int(arg))
+        if kind in ("random", "stratified"):
+            return split_random(pool, float(arg), seed, stratify=kind == "stratified")
+    except ValueError as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"bad split {spec!r}: {e}") from e
+    raise DataError(f"unknown split {spec!r}; use auto, usage, last:N, random:F or stratified:F")
 
 
 def split_last(faces: FaceSet, n: int) -> tuple[FaceSet, FaceSet]:
@@ -489,47 +552,3 @@ def split_random(faces: FaceSet, fraction: float, seed: int = 0, stratify: bool 
         raise DataError(f"{faces.source}: a {fraction} split of {len(faces)} faces leaves a side "
                         "empty")
     return faces.subset(~mask), faces.subset(mask)
-
-
-def make_split(faces: FaceSet, spec: str = "auto", seed: int = 0) -> tuple[FaceSet, FaceSet]:
-    """Train and validation sets from a split spec.
-
-    ``auto``: Training/PublicTest when the data has them, else ``stratified:0.1``;
-    ``usage``: Training vs PublicTest; ``last:N``; ``random:F``; ``stratified:F``.
-    """
-    spec = spec.strip().lower()
-    splits = set(faces.usage.tolist())
-    if spec == "auto":
-        spec = "usage" if {"Training", "PublicTest"} <= splits else "stratified:0.1"
-    if spec == "usage":
-        if not {"Training", "PublicTest"} <= splits:
-            raise DataError(f"{faces.source}: --val-split usage needs Training and PublicTest "
-                            f"rows, found {sorted(splits)}; use last:N or stratified:F")
-        return faces.subset(faces.usage == "Training"), faces.subset(faces.usage == "PublicTest")
-    kind, _, arg = spec.partition(":")
-    # Hold out from the training rows only: test rows of a full file must never be trained on.
-    pool = faces.subset(faces.usage == "Training") if "Training" in splits else faces
-    try:
-        if kind == "last":
-            return split_last(pool, int(arg))
-        if kind in ("random", "stratified"):
-            return split_random(pool, float(arg), seed, stratify=kind == "stratified")
-    except ValueError as e:
-        if isinstance(e, DataError):
-            raise
-        raise DataError(f"bad split {spec!r}: {e}") from e
-    raise DataError(f"unknown split {spec!r}; use auto, usage, last:N, random:F or stratified:F")
-
-
-def select_split(faces: FaceSet, split: str | None) -> FaceSet:
-    """Faces of one named split (``all`` or None = every face; ``test`` = the file's test rows)."""
-    if split in (None, "all"):
-        return faces
-    names = faces.split_names()
-    if split == "test":  # every row that is not for training (PublicTest and PrivateTest)
-        test = faces.usage != "Training"
-        return faces.subset(test) if test.any() and "Training" in names else faces
-    canon = _SPLIT_ALIASES.get(split.lower(), split)
-    if canon not in names:
-        raise DataError(f"{faces.source}: no {split!r} rows; the file has {names or ['none']}")
-    return faces.subset(faces.usage == canon)

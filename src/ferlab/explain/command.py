@@ -89,25 +89,11 @@ def choose_faces(model: torch.nn.Module, data: str | Path | None = None,
         return select_images(model, images, crop=crop_photo), None
     if data is None:
         raise ConfigError("give faces to explain: --data FILE or --image PHOTO")
-    from ..data import load_faces
+    from ..data import load_faces, select_split
 
-    faces = load_faces(data)
-    faces = pick_split(faces, split)
+    faces = select_split(load_faces(data), split)
     policy, idx = parse_policy(select)
     return select_faces(model, faces, policy, per_class=per_class, seed=seed, indices=idx), faces
-
-
-def pick_split(faces, split: str = "auto"):
-    """``auto``: the PublicTest (validation) faces when the file has them, else all faces."""
-    present = set(faces.usage.tolist())
-    if split == "all":
-        return faces
-    if split == "auto":
-        return faces.subset(faces.usage == "PublicTest") if "PublicTest" in present else faces
-    if split not in present:
-        raise ConfigError(f"{faces.source}: no faces with split {split!r}; it has "
-                          f"{', '.join(sorted(map(str, present)))}")
-    return faces.subset(faces.usage == split)
 
 
 def _slug(text: str) -> str:

@@ -9,7 +9,8 @@ them into one process group (gloo for CPU tensors, NCCL for CUDA ones) and retur
   loss so that the averaged gradient is the gradient of the whole batch;
 * which augmentation stream and dropout seed this rank uses;
 * whether any rank was asked to stop (:meth:`Context.stop_requested`);
-* the validation figures of the whole validation set (:meth:`Context.evaluate`).
+* which share of the validation faces this rank predicts (:meth:`Context.val_shard`), and
+  the sums over all ranks that make the figures of the whole (:meth:`Context.sum`).
 
 Without ``WORLD_SIZE`` (or with ``WORLD_SIZE=1``) the context is :data:`SINGLE`: every method
 is then the identity and training is exactly the one-process run, bit for bit.
@@ -26,13 +27,11 @@ import os
 import re
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import ConfigError, FerlabError
-from .validation import EvalResult, evaluate_probs
 
 TIMEOUT_ENV = "FERLAB_DIST_TIMEOUT"  # seconds a rank waits for the others before giving up
 DEFAULT_TIMEOUT = 300.0
@@ -93,8 +92,6 @@ class Context:
         """
         if not self.active:
             return model
-        from torch.nn.parallel import DistributedDataParallel
-
         device = next(model.parameters()).device
         ids = [device.index] if device.type == "cuda" else None
         with _peer_errors(self):
@@ -170,20 +167,6 @@ class Context:
     def val_shard(self, n: int) -> slice:
         """This rank's part of the validation set (strided)."""
         return slice(self.rank, n, self.world) if self.active else slice(0, n)
-
-    def evaluate(self, probs: torch.Tensor, labels: torch.Tensor):
-        """Validation loss, accuracy and wrong-answer confidence of the whole validation set,
-        from each rank's probabilities for its :meth:`val_shard`; identical on every rank."""
-        if not self.active:
-            return evaluate_probs(probs, labels)
-        nll = F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum").item()
-        conf, pred = probs.max(1)
-        wrong = pred != labels
-        loss_sum, n, n_wrong, conf_wrong = self.sum(
-            nll, float(len(labels)), float(wrong.sum()), float(conf[wrong].sum()))
-        return EvalResult(loss=loss_sum / n, accuracy=1 - n_wrong / n,
-                          wrong_confidence=conf_wrong / n_wrong if n_wrong else 0.0,
-                          probs=np.zeros((0, probs.shape[1]), np.float32))
 
     def barrier(self) -> None:
         """Wait until every rank gets here (the others wait while rank 0 writes files)."""

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import EMOTIONS
-from ..data import load_faces, make_split, split_random
+from ..data import FaceSet, load_faces, make_split, select_split
 from ..ensemble import ENSEMBLE_FILE, ENSEMBLE_FORMAT, accuracy_by_members
 from ..errors import ConfigError
 from ..io_utils import write_json, write_text
 from ..model_spec import load_model
 from ..predict import predict_faces
+from ..runs import RunFolder
 from .loop import train
 from .parallel import train_in_parallel
 
@@ -64,47 +65,41 @@ def train_members(cfg, out_dir: str | Path, n: int, *, split_seeds: bool = False
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     out = Path(out_dir)
+    runs = [RunFolder(out / f"member-{i:02d}") for i in range(n)]
     if (out.exists() and any(out.iterdir()) and not force
-            and not any(out.glob("member-*/config.json"))):
+            and not any(RunFolder(p).is_run for p in out.glob("member-*"))):
         raise ConfigError(f"{out}: folder already holds files that are not ensemble members; "
                           "use --force or another --out")
     faces = data if data is not None else load_faces(cfg.data.path,
                                                      skip_bad_rows=cfg.data.skip_bad_rows)
     base = cfg.train.seed
+    own_split = f"stratified:{val_fraction}"  # each member's, with split_seeds
     if split_seeds:
-        is_test = faces.usage != "Training"
-        if is_test.any() and not is_test.all():
-            pool, holdout = faces.subset(~is_test), faces.subset(is_test)
-        else:
-            pool, holdout = split_random(faces, val_fraction, seed=base, stratify=True)
+        pool, holdout = _held_out(faces, own_split, base)
     else:
         shared = make_split(faces, cfg.data.val_split, base)
         holdout = shared[1]
     pending = []
-    for i in range(n):
-        run = out / f"member-{i:02d}"
+    for i, run in enumerate(runs):
         mcfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=base + i))
-        if split_seeds:
-            split = split_random(pool, val_fraction, seed=base + i, stratify=True)
-        else:
-            split = shared
+        split = make_split(pool, own_split, base + i) if split_seeds else shared
         if cfg.data.limit:
             split = (split[0].subset(slice(0, cfg.data.limit)), split[1])
-        if (run / "metrics.json").exists() and not force:
-            log(f"member {i + 1}/{n}: {run} is finished; kept")
+        if run.is_finished and not force:
+            log(f"member {i + 1}/{n}: {run.path} is finished; kept")
         else:
-            pending.append(_Member(i, n, run, mcfg, split, force))
+            pending.append(_Member(i, n, run.path, mcfg, split, force))
     if jobs > 1 and len(pending) > 1:
         train_in_parallel(pending, jobs, log)
     else:
         for member in pending:
             member.train(progress=progress, log=log)
-    member_probs = [predict_faces(load_model(out / f"member-{i:02d}"), holdout,
-                                  progress=progress) for i in range(n)]
-    files = [f"member-{i:02d}/model.safetensors" for i in range(n)]
+    member_probs = [predict_faces(load_model(run.path), holdout, progress=progress)
+                    for run in runs]
+    files = [run.model_path.relative_to(out).as_posix() for run in runs]
     write_json(out / ENSEMBLE_FILE, {
         "format": ENSEMBLE_FORMAT, "method": method, "members": files,
-        "sources": [f"member-{i:02d}" for i in range(n)], "classes": list(EMOTIONS),
+        "sources": [run.path.name for run in runs], "classes": list(EMOTIONS),
         "split_seeds": split_seeds, "holdout_faces": len(holdout)})
     rows = accuracy_by_members(np.stack(member_probs), holdout.labels)
     buf = io.StringIO()
@@ -116,6 +111,15 @@ def train_members(cfg, out_dir: str | Path, n: int, *, split_seeds: bool = False
     log(f"accuracy on {len(holdout):,} held-out faces against the number of members:")
     log(format_members_table(rows))
     return out
+
+
+def _held_out(faces: FaceSet, spec: str, seed: int) -> tuple[FaceSet, FaceSet]:
+    """The pool the members split, and the faces every member is scored on: the file's test
+    rows where it has training rows beside them, else a seeded ``spec`` split put aside."""
+    names = faces.split_names()
+    if "Training" in names and len(names) > 1:
+        return select_split(faces, "Training"), select_split(faces, "test")
+    return make_split(faces, spec, seed)
 
 
 @dataclasses.dataclass
@@ -131,7 +135,7 @@ class _Member:
 
     def train(self, progress: bool, log: Callable[[str], None]) -> None:
         i, n, run = self.index, self.of, self.run
-        if (run / "checkpoint.pt").exists() and not self.force:
+        if RunFolder(run).has_checkpoint and not self.force:
             log(f"member {i + 1}/{n}: resuming {run}")
             train(None, run, resume=True, progress=progress, log=log, data=self.split)
         else:

@@ -19,6 +19,11 @@ import signal
 from collections.abc import Callable, Sequence
 
 from ..errors import FerlabError
+from .errors import TrainingInterrupted
+
+# torch (and the training loop, which imports it) is imported inside functions here, not at the
+# top: a spawned worker imports this module to find _worker, and must set CUDA_VISIBLE_DEVICES
+# before torch loads.
 
 POLL_SECONDS = 0.5  # how often the parent looks for a worker that died without a word
 
@@ -29,7 +34,7 @@ class MemberJobError(FerlabError):
 
 def thread_share(threads: int, jobs: int) -> int:
     """Torch threads for each of ``jobs`` processes sharing ``threads`` (0: torch's default)."""
-    import torch
+    import torch  # deferred: see the note at the top
 
     return max(1, (threads or torch.get_num_threads()) // jobs)
 
@@ -37,7 +42,7 @@ def thread_share(threads: int, jobs: int) -> int:
 def gpu_for_slot(slot: int, device: str) -> str | None:
     """The ``CUDA_VISIBLE_DEVICES`` of worker ``slot``: one GPU each, round robin, where the run
     trains on a GPU and several are visible; ``None`` (leave it alone) otherwise."""
-    import torch
+    import torch  # deferred: see the note at the top
 
     if device == "cpu" or not torch.cuda.is_available() or torch.cuda.device_count() < 2:
         return None
@@ -50,8 +55,6 @@ def gpu_for_slot(slot: int, device: str) -> str | None:
 def _worker(slot: int, tasks, events, threads: int, gpu: str | None) -> None:
     if gpu is not None:  # before CUDA starts in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    from .loop import TrainingInterrupted
-
     try:
         while (member := tasks.get()) is not None:
             member = dataclasses.replace(member, cfg=dataclasses.replace(
@@ -85,8 +88,6 @@ def train_in_parallel(members: Sequence, jobs: int, log: Callable[[str], None]) 
         TrainingInterrupted: a signal stopped the workers.
         MemberJobError: a member failed, or a worker process died.
     """
-    from .loop import TrainingInterrupted
-
     jobs = min(jobs, len(members))
     first = members[0].cfg.train
     threads = thread_share(first.threads, jobs)
