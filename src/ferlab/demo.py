@@ -46,7 +46,7 @@ class DemoResult:
 
 def explanation_figure(rec: Recognizer, faces: list[RecognizedFace], methods=DEMO_METHODS):
     """One row per face: the 48x48 crop the model saw, then each method's map over it."""
-    from .plots import plt
+    from .plots import plt  # matplotlib loads only when there is a figure to draw
 
     n = min(len(faces), MAX_EXPLAINED)
     cols = 1 + len(methods)
@@ -100,7 +100,7 @@ def run_demo(out_dir: str | Path = "demo-output", model: str | Path = BUNDLED,
     notes = []
     if faces:
         expl_fig = explanation_figure(rec, faces, methods)
-        from .plots import save_figure
+        from .plots import save_figure  # (as above)
 
         expl = save_figure(expl_fig, out / "explanations.png")
         if len(faces) > MAX_EXPLAINED:

@@ -32,6 +32,7 @@ from .io_utils import write_json
 from .precision import resolve_precision
 from .predict import predict_faces
 from .runtime.choice import resolve_runtime
+from .runtime.onnx_classifier import as_onnx
 
 ECE_BINS = 15  # equal-width confidence bins, the usual choice (Guo et al. 2017)
 
@@ -239,7 +240,6 @@ def evaluate_model(model: torch.nn.Module, faces: FaceSet, tta: bool | str = Fal
         chosen = resolve_precision(precision, device_of(model).type)
         computed_in = chosen.name
     else:  # ONNX Runtime runs the graph in the precision it was exported in
-        from .runtime.onnx_classifier import as_onnx
 
         model = as_onnx(model)
         computed_in = {"float32": "fp32"}.get(model.precision, model.precision)
@@ -274,7 +274,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, *,
     Example:
         >>> paths = write_evaluation(evaluate_model(model, faces), "eval")  # doctest: +SKIP
     """
-    from . import plots
+    from . import plots  # matplotlib loads only when figures are written
 
     out = Path(out_dir)
     m = evaluation.metrics

@@ -25,7 +25,7 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from ..constants import IMAGE_SIZE, NUM_PIXELS
-from .base import check_input, get_explainer, predict, prepared, resolve_target
+from .base import check_input, get_explainer, list_methods, predict, prepared, resolve_target
 from .integrated_gradients import make_baseline
 
 
@@ -124,8 +124,6 @@ def compare_methods(model: nn.Module, x: torch.Tensor, methods: Sequence[str] | 
     Example:
         >>> {k: r.summary() for k, r in compare_methods(model, x).items()}  # doctest: +SKIP
     """
-    from .base import list_methods
-
     x = check_input(x)
     target = resolve_target(model, x, None)
     maps = dict(maps or {})

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from .base import capture, check_input, prepared
+from .base import capture, check_input, conv_layers, prepared
 
 
 def feature_maps(model: torch.nn.Module, face: torch.Tensor | np.ndarray,
@@ -27,8 +27,6 @@ def feature_maps(model: torch.nn.Module, face: torch.Tensor | np.ndarray,
     """
     x = check_input(face)[:1]
     if layer is None:
-        from .base import conv_layers
-
         layer = conv_layers(model)[0]
     with prepared(model), torch.no_grad(), capture(model, layer) as store:
         model(x)

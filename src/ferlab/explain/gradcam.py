@@ -28,7 +28,7 @@ from captum.attr import LayerAttribution
 
 from ..constants import IMAGE_SIZE
 from ..errors import ConfigError
-from .base import Explainer, register_explainer
+from .base import Explainer, default_fine_layer, register_explainer
 
 WEIGHTS = ("position", "mean")
 FUSIONS = ("product", "mean")
@@ -119,6 +119,4 @@ class HiResCamExplainer(GradCamExplainer):
     """
 
     def __init__(self, model, layer=None, **options) -> None:
-        from .base import default_fine_layer
-
         super().__init__(model, layer or default_fine_layer(model), **options)

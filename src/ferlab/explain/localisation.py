@@ -24,7 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
 from ..constants import IMAGE_SIZE
+from ..model_spec import load_model
+from ..synthetic import make_box_faces
+from ..training.loop import train
 from .base import check_input, get_explainer, list_methods
 
 # The reference model: a narrow cnn-leaky (35k parameters) that reaches 100 % validation accuracy
@@ -75,11 +79,6 @@ def reference_model(seed: int = 0, log=lambda s: None) -> nn.Module:
 
 
 def _train_reference(seed: int, log) -> nn.Module:
-    from ..config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
-    from ..model_spec import load_model
-    from ..synthetic import make_box_faces
-    from ..training.loop import train
-
     name, kwargs = REFERENCE_ARCH
     t = REFERENCE_TRAIN
     cfg = RunConfig(DataConfig(path="synthetic"), ModelConfig(name, dict(kwargs)),
@@ -96,7 +95,6 @@ def _train_reference(seed: int, log) -> nn.Module:
 def box_test_faces(n: int = 35, seed: int = 5) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Held-out box faces ``(x [N, 1, 48, 48], labels [N], boxes [N, 4])`` (every box, every
     class)."""
-    from ..synthetic import make_box_faces
 
     bf = make_box_faces(n, seed=seed)
     return check_input(bf.faces.images), bf.faces.labels, bf.boxes

@@ -13,7 +13,9 @@ import torch
 from ..constants import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
 from ..data import FaceSet
 from ..errors import ConfigError, DataError
+from ..images import read_gray
 from ..inference import to_model_input
+from ..predict import predict_faces
 
 POLICIES = ("random-correct", "confident-correct", "confident-wrong", "random")
 
@@ -140,7 +142,6 @@ def select_images(model: torch.nn.Module, paths: Sequence[str | Path],
                   crop=None) -> Selection:
     """Faces from image files, each turned into a 48x48 grey face by ``crop(path) -> uint8
     [48, 48]`` (default: read the file as an already-cropped face, resized to 48x48)."""
-    from ..images import read_gray
 
     if not paths:
         raise ConfigError("no image files given")
@@ -156,6 +157,5 @@ def _probs(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
     # The batched, folded copy every command predicts with: choosing faces scores a whole split
     # (3,589 PublicTest faces), which at batch 256 unfolded in float32 took 30 s of a 40 s
     # `ferlab explain --method lime` (Intel Xeon, Sapphire Rapids class, 2 cores).
-    from ..predict import predict_faces
 
     return predict_faces(model, np.asarray(images, dtype=np.uint8), progress=False)

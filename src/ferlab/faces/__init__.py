@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
+from ..lazy import lazy_exports
 
 # public name -> the module of this package that defines it
 _EXPORTS = {
@@ -43,9 +43,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'ferlab.faces' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

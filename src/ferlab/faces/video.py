@@ -210,7 +210,7 @@ def plot_emotions(rows: list[list], path: str | Path, title: str = "") -> Path:
     # Deferred: matplotlib loads only when a plot is drawn, not with the video module.
     from matplotlib import patheffects
 
-    from ..plots import plt, save_figure
+    from ..plots import plt, save_figure  # matplotlib, only for the plot
 
     frames: dict[int, tuple[float, list[float] | None]] = {}
     boxes: dict[int, tuple[int, int, int, int]] = {}

@@ -92,12 +92,13 @@ def resolve_runtime(runtime: str | None, batch_size: int, model=None, bf16: bool
 def onnx_precision(model) -> str:
     """What ONNX Runtime would run for ``model``: ``"int8"`` where an int8 graph ships for it
     (:func:`ferlab.runtime.onnx_classifier.shipped_graph`), else ``"float32"``."""
+    # `ferlab --help` reads this module's choices; the classifier module would load torch.
     from .onnx_classifier import shipped_graph
 
     return "int8" if model is not None and shipped_graph(model) is not None else "float32"
 
 
 def _is_onnx(model) -> bool:
-    from .onnx_classifier import OnnxClassifier, is_onnx_file
+    from .onnx_classifier import OnnxClassifier, is_onnx_file  # (as above)
 
     return isinstance(model, OnnxClassifier) or is_onnx_file(model)

@@ -17,10 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..assets import DEMO_PHOTO
 from ..constants import IMAGE_SIZE
-from ..errors import ModelError
+from ..data import load_faces, select_split
+from ..errors import DataError, ModelError
 from ..inference import to_model_input
 from ..io_utils import write_bytes
+from ..model_spec import load_model, resolve_model_path
+from ..predict import predict_faces
+from ..synthetic import make_faces
+from .onnx_classifier import OnnxClassifier, file_sha256
 from .onnx_graph import (
     INPUT_NAME,
     export_onnx,
@@ -126,7 +132,6 @@ def compare_with_torch(model: torch.nn.Module, classifier, images: np.ndarray,
                        what: str = "faces") -> ExportCheck:
     """Probabilities of ``model`` (PyTorch, float32) and ``classifier`` (an
     :class:`ferlab.runtime.onnx_classifier.OnnxClassifier`) on uint8 faces ``[N, 48, 48]``."""
-    from ..predict import predict_faces
 
     ref = predict_faces(model, images, progress=False, precision="fp32")
     got = classifier.predict(images, progress=False)
@@ -144,7 +149,6 @@ def check_faces(data: str | Path | None = None, n: int = 256) -> tuple[np.ndarra
     Returns:
         ``(uint8 [M, 48, 48], what they are, in words)``.
     """
-    from ..assets import DEMO_PHOTO
     from ..faces.crop import crop_faces
     from ..faces.detect import make_detector
     from ..faces.photo import load_photo
@@ -153,14 +157,10 @@ def check_faces(data: str | Path | None = None, n: int = 256) -> tuple[np.ndarra
     crops = crop_faces(photo.gray, make_detector()(photo.gray))
     what = f"{len(crops)} astronaut face{'s' * (len(crops) != 1)}"
     if data is not None:
-        from ..data import load_faces, select_split
-
         faces = select_split(load_faces(data), "test")
         pick = np.random.default_rng(0).choice(len(faces), min(n, len(faces)), replace=False)
         extra, extra_what = faces.images[np.sort(pick)], f"test faces of {Path(data).name}"
     else:
-        from ..synthetic import make_faces
-
         extra, extra_what = make_faces(n, seed=0).images, "synthetic faces (no --data given)"
     images = np.concatenate([crops.reshape(-1, IMAGE_SIZE, IMAGE_SIZE), extra]).astype(np.uint8)
     return images, f"faces ({what} + {len(extra)} {extra_what})"
@@ -203,10 +203,6 @@ def export_model(spec: str | Path, out: str | Path, *, int8: bool = False,
         >>> export_model("bundled", "bundled.onnx").check.max_abs_diff < 1e-4  # doctest: +SKIP
         True
     """
-    from ..errors import DataError
-    from ..model_spec import load_model
-    from .onnx_classifier import OnnxClassifier
-
     if int8 and data is None:
         raise DataError("--int8 needs --data: Training faces to calibrate on and PublicTest "
                         "faces to check its accuracy")
@@ -220,8 +216,6 @@ def export_model(spec: str | Path, out: str | Path, *, int8: bool = False,
                          f"{FP32_TOLERANCE:g}); nothing written")
     result = ExportResult(path=Path(out), meta=fp32.meta, check=fp32_check)
     if int8:
-        from ..data import load_faces, select_split
-
         faces = load_faces(data)
         names = faces.split_names()
         if "Training" not in names or "PublicTest" not in names:
@@ -253,8 +247,6 @@ def export_model(spec: str | Path, out: str | Path, *, int8: bool = False,
     if getattr(model, "members", None) is None:
         import onnx
 
-        from ..model_spec import resolve_model_path
-        from .onnx_classifier import file_sha256
 
         # The weights file it was made from, so a stale graph is known for what it is.
         proto = onnx.load_from_string(graph)

@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..assets import BUNDLED_INT8, asset_path
+from ..assets import BUNDLED_INT8, asset_path, bundled_model_path
 from ..constants import IMAGE_SIZE
 from ..errors import ConfigError, ModelError
 from ..inference import predict_probs, tta_mode
+from ..model_spec import load_model, resolve_model_path
 from .onnx_graph import INPUT_NAME, check_onnx_meta, export_onnx, read_onnx_meta
 
 ONNX_SUFFIX = ".onnx"
@@ -150,7 +151,6 @@ def shipped_graph(model) -> Path | None:
     graph = bundled_int8_path()
     if source is None or not graph.is_file():
         return None
-    from ..assets import bundled_model_path
 
     if Path(source) != bundled_model_path():
         return None
@@ -172,7 +172,6 @@ def load_classifier(spec) -> torch.nn.Module | OnnxClassifier:
         return spec
     if is_onnx_file(spec):
         return OnnxClassifier(spec)
-    from ..model_spec import load_model, resolve_model_path
 
     model = load_model(spec)
     if getattr(model, "members", None) is None:

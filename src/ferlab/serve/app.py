@@ -88,7 +88,7 @@ def _hex(rgb: tuple[int, int, int]) -> str:
 
 def model_info(rec: Recognizer, limits: ServeLimits, workers: int, detector: str) -> dict:
     """What ``GET /api/model`` answers: the model, its precision, the server's limits."""
-    from ..evaluate import model_description
+    from ..evaluate import model_description  # scikit-learn, only for this one answer
 
     return {
         "model": rec.model_name,
