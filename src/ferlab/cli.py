@@ -111,6 +111,7 @@ def add_data(sub) -> None:
     p = sub.add_parser("data", help="class counts per split and a grid of sample faces",
                        description="Read a data file or folder, print class counts per split "
                                    "and write a PNG grid of sample faces per class.")
+    p.set_defaults(run=cmd_data)
     p.add_argument("path", help="fer2013.csv, train.csv, test.csv (plain or .gz) or image folder")
     p.add_argument("--out", default="faces.png",
                    help="PNG grid to write (default faces.png; .png is added to a name without "
@@ -150,9 +151,10 @@ def cmd_data(args) -> int:
 
 
 def add_models(sub) -> None:
-    sub.add_parser("models", help="list the registered models with size and cost",
-                   description="List every registered model: trainable parameters, BatchNorm "
-                               "statistics and forward MFLOPs for one 48x48 face.")
+    p = sub.add_parser("models", help="list the registered models with size and cost",
+                       description="List every registered model: trainable parameters, "
+                                   "BatchNorm statistics and forward MFLOPs for one 48x48 face.")
+    p.set_defaults(run=cmd_models)
 
 
 def cmd_models(args) -> int:
@@ -188,6 +190,7 @@ def add_train(sub) -> None:
         description="Train a model. Writes config.json, history.csv, checkpoint.pt (every epoch), "
                     "model.safetensors (best by validation accuracy) and metrics.json to --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.set_defaults(run=cmd_train)
     p.add_argument("--data", help="training data: fer2013.csv(.gz), train.csv or image folder")
     p.add_argument("--model", default="cnn", choices=_model_names(), help="model name")
     p.add_argument("--model-args", type=_json_dict, default={},
@@ -330,6 +333,7 @@ def add_demo(sub) -> None:
                                    "them with the bundled model, and write the annotated "
                                    "photo, faces.json, each face's explanations (saliency, "
                                    "Grad-CAM, LIME) and an HTML page.")
+    p.set_defaults(run=cmd_demo)
     p.add_argument("--out", default="demo-output", help="folder for the demo's files")
     p.add_argument("--model", default="bundled",
                    help="run folder, model file, ensemble folder or 'bundled' (default)")
@@ -368,6 +372,7 @@ def add_video(sub) -> None:
                     "(emotions over time of the largest face; a dotted line where another "
                     "person becomes the largest) and, with --annotate, "
                     "annotated.mp4. A camera runs until Ctrl-C or --max-frames.")
+    p.set_defaults(run=cmd_video)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("input", nargs="?", help="video file (anything OpenCV reads: mp4, avi, ...)")
     src.add_argument("--camera", type=int, metavar="N", help="camera number (0 = first)")
@@ -454,6 +459,7 @@ def add_evaluate(sub) -> None:
         description="Score a model on labelled faces: prints a per-class table, writes "
                     "metrics.json and confusion.png, confusion_normalized.png, reliability.png, "
                     "mistakes.png to --out.")
+    p.set_defaults(run=cmd_evaluate)
     p.add_argument("--model", default="bundled",
                    help="run folder, model file, ensemble folder or 'bundled' (default)")
     p.add_argument("--data", required=True,
@@ -508,6 +514,7 @@ def add_curves(sub) -> None:
     p = sub.add_parser("curves", help="loss and accuracy per epoch of runs, overlaid",
                        description="Plot train and validation loss and accuracy per epoch of "
                                    "one or more run folders into one PNG.")
+    p.set_defaults(run=cmd_curves)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     p.add_argument("--out", default="curves.png", help="PNG to write (default curves.png)")
 
@@ -524,6 +531,7 @@ def add_compare(sub) -> None:
                        description="Table of parameters, seconds per epoch, best validation "
                                    "accuracy and its epoch, and final train accuracy against "
                                    "final validation accuracy (the overfitting gap).")
+    p.set_defaults(run=cmd_compare)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
     p.add_argument("--json", help="also write the rows to this JSON file")
 
@@ -547,6 +555,7 @@ def add_ensemble(sub) -> None:
     p = sub.add_parser("ensemble", help="combine models into one ensemble model folder",
                        description="Make an ensemble folder (ensemble.json + member weights) "
                                    "usable wherever a model is: evaluate, predict, explain.")
+    p.set_defaults(run=cmd_ensemble)
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run folders, model files or ensemble folders")
     p.add_argument("--method", choices=["vote", "mean"], default="vote",
@@ -575,6 +584,7 @@ def add_predict(sub) -> None:
                     "fer2013.csv rows or an image folder give a CSV of class probabilities and "
                     "the predicted label per face. --image: photos of people (faces are found "
                     "first).")
+    p.set_defaults(run=cmd_predict)
     p.add_argument("--model", default="bundled",
                    help="run folder, model file, ensemble folder or 'bundled' (default)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -626,6 +636,7 @@ def add_report(sub) -> None:
         description="Write one HTML page (images inlined, opens offline, prints) with the data, "
                     "the models, the training curves, results, mistakes, explanations, "
                     "ensembles and augmentation of the given run folders.")
+    p.set_defaults(run=cmd_report)
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run folders analysed in full (the first is explained; two or more "
                         "also form an ensemble)")
@@ -661,6 +672,7 @@ def add_explain(sub) -> None:
                     "gradient ascent, feature maps, the filter -> emotion table. --check scores "
                     "each map method by deletion/insertion, to compare methods on your model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.set_defaults(run=cmd_explain)
     p.add_argument("--model", default="bundled",
                    help="run folder, model file, ensemble folder or 'bundled'")
     src = p.add_mutually_exclusive_group()
@@ -762,6 +774,7 @@ def add_serve(sub) -> None:
                     "on demand. Everything is served by ferlab (works offline); nothing "
                     "uploaded is kept. Listens on 127.0.0.1 only unless --host says otherwise.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.set_defaults(run=cmd_serve)
     p.add_argument("--model", default="bundled",
                    help="run folder, model file, ensemble folder or 'bundled'")
     p.add_argument("--host", default="127.0.0.1",
@@ -817,6 +830,7 @@ def add_export(sub) -> None:
                     "Training faces of --data, written only if its PublicTest accuracy is within "
                     "--max-drop points of float32. The file is a --model for predict, evaluate "
                     "and video.")
+    p.set_defaults(run=cmd_export)
     p.add_argument("--model", default="bundled",
                    help="run folder, model file, ensemble folder or 'bundled' (default)")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (the only one)")
@@ -848,14 +862,12 @@ def cmd_export(args) -> int:
 
 
 # Each subcommand: the function that adds its parser and the one that runs it, in --help order.
+# The subcommands in --help order; each add_X sets the function that runs it (args.run).
 COMMANDS = {
-    "data": (add_data, cmd_data), "models": (add_models, cmd_models),
-    "train": (add_train, cmd_train), "demo": (add_demo, cmd_demo),
-    "evaluate": (add_evaluate, cmd_evaluate), "curves": (add_curves, cmd_curves),
-    "compare": (add_compare, cmd_compare), "ensemble": (add_ensemble, cmd_ensemble),
-    "predict": (add_predict, cmd_predict), "report": (add_report, cmd_report),
-    "video": (add_video, cmd_video), "explain": (add_explain, cmd_explain),
-    "serve": (add_serve, cmd_serve), "export": (add_export, cmd_export),
+    "data": add_data, "models": add_models, "train": add_train, "demo": add_demo,
+    "evaluate": add_evaluate, "curves": add_curves, "compare": add_compare,
+    "ensemble": add_ensemble, "predict": add_predict, "report": add_report, "video": add_video,
+    "explain": add_explain, "serve": add_serve, "export": add_export,
 }
 
 
@@ -867,7 +879,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ferlab {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for add_parser, _ in COMMANDS.values():
+    for add_parser in COMMANDS.values():
         add_parser(sub)
     parser.subcommands = sub.choices  # name -> its parser, for errors found after parsing
     return parser
@@ -903,9 +915,8 @@ def _main(argv: list[str] | None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    _, handler = COMMANDS[args.command]
     try:
-        return handler(args) or 0
+        return args.run(args) or 0
     except FerlabError as e:
         if args.debug:
             raise
