@@ -17,9 +17,15 @@ import numpy as np
 import torch
 
 from ..constants import EMOTIONS
+from ..data import load_faces, select_split
 from ..errors import ConfigError, DataError
 from ..io_utils import atomic_write, write_json
-from .base import get_explainer, list_methods
+from .base import conv_layers, get_explainer, list_methods
+from .checks import deletion_insertion
+from .feature_maps import feature_maps
+from .filter_emotion import filter_emotion, write_filter_emotion_csv
+from .filters import visualize_filters
+from .localisation import box_test_faces, localisation_check, reference_model
 from .select import Selection, parse_policy, select_faces, select_images
 
 # Methods of the CLI beyond the attribution maps.
@@ -89,7 +95,6 @@ def choose_faces(model: torch.nn.Module, data: str | Path | None = None,
         return select_images(model, images, crop=crop_photo), None
     if data is None:
         raise ConfigError("give faces to explain: --data FILE or --image PHOTO")
-    from ..data import load_faces, select_split
 
     faces = select_split(load_faces(data), split)
     policy, idx = parse_policy(select)
@@ -129,11 +134,7 @@ def explain_to_folder(model: torch.nn.Module, out: str | Path, methods: Sequence
         >>> sel, faces = choose_faces(model, "fer2013.csv")  # doctest: +SKIP
         >>> explain_to_folder(model, "explain", ["gradcam"], sel)  # doctest: +SKIP
     """
-    from . import figures
-    from .checks import deletion_insertion
-    from .feature_maps import feature_maps
-    from .filter_emotion import filter_emotion, write_filter_emotion_csv
-    from .filters import visualize_filters
+    from . import figures  # matplotlib, loaded only when there are figures to write
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -236,7 +237,6 @@ def localisation_scores(methods: Sequence[str], method_options: dict | None = No
     """Localisation ratio per method on small-box synthetic faces (see
     :func:`~ferlab.explain.localisation.localisation_check`), with the methods' options as the
     user chose them (layers excepted: the reference model has its own)."""
-    from .localisation import box_test_faces, localisation_check, reference_model
 
     model = reference_model()
     x, labels, boxes = box_test_faces()
@@ -246,7 +246,6 @@ def localisation_scores(methods: Sequence[str], method_options: dict | None = No
 
 
 def _first_conv(model: torch.nn.Module) -> str:
-    from .base import conv_layers
 
     return conv_layers(model)[0]
 
