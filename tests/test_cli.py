@@ -53,8 +53,11 @@ def test_data_out_without_suffix_gets_png(fer_csv, tmp_path, capsys):
 
 def test_models_says_what_bundled_is(capsys):
     assert main(["models"]) == 0
-    bundled = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("bundled")]
+    lines = capsys.readouterr().out.splitlines()
+    bundled = [ln for ln in lines if ln.split()[0] == "bundled"]
     assert len(bundled) == 1 and "a trained vgg" in bundled[0] and "MB)" in bundled[0]
+    fast = [ln for ln in lines if ln.split()[0] == "bundled-fast"]
+    assert len(fast) == 1 and '"width": 16' in fast[0]
 
 
 def test_explain_defaults_to_the_bundled_model(capsys):

@@ -11,6 +11,8 @@ from ferlab.inference import inference_copy
 from ferlab.model_file import save_model
 from ferlab.model_spec import load_model
 from ferlab.models import count_params, create_model, list_models, model_stats
+from ferlab.predict import predict_faces
+from ferlab.synthetic import make_faces
 
 SMALL = {"vgg": {"width": 8}, "resnet18": {"width": 8}}
 
@@ -131,3 +133,13 @@ def test_inference_copy_folds_batch_norms_and_keeps_outputs(name):
     assert len(left) <= len(norms)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # the original is untouched
     assert all(p.dtype == torch.bfloat16 for p in fast.parameters())
+
+
+def test_bundled_fast_ships_and_predicts_like_any_model():
+    fast = load_model("bundled-fast")
+    assert fast.name == "vgg" and fast.kwargs == {"width": 16}
+    assert sum(p.numel() for p in fast.parameters()) < 1_000_000
+    probs = predict_faces(fast, make_faces(14, seed=2), progress=False, precision="fp32",
+                          runtime="torch")
+    assert probs.shape == (14, 7)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)

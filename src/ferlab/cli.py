@@ -159,21 +159,24 @@ def add_models(sub) -> None:
 
 def cmd_models(args) -> int:
     from .assets import bundled_model_path
-    from .model_spec import BUNDLED, load_model
+    from .model_spec import BUNDLED, BUNDLED_FAST, load_model
     from .models import count_params, describe_model, forward_mflops, list_models, model_stats
 
     print(f"{'name':<11}{'parameters':>13}{'BN stats':>10}{'MFLOPs':>9}  description")
     for name in list_models():
         s = model_stats(name)
         print(f"{name:<11}{s.params:>13,}{s.buffers:>10,}{s.mflops:>9.1f}  {describe_model(name)}")
-    # 'bundled' is a trained model, not a registry name: say which architecture it is.
-    bundled = load_model(BUNDLED)
-    params, buffers = count_params(bundled)
-    kwargs = f" {json.dumps(bundled.kwargs)}" if bundled.kwargs else ""
-    path = bundled_model_path()
-    print(f"{BUNDLED:<11}{params:>13,}{buffers:>10,}{forward_mflops(bundled):>9.1f}  the default "
-          f"MODEL of every command: a trained {bundled.name}{kwargs} "
-          f"({path.name}, {path.stat().st_size / 1e6:.1f} MB)")
+    # The shipped models are trained models, not registry names: say which architecture each is.
+    roles = {BUNDLED: "the default MODEL of every command", BUNDLED_FAST: "the fast one"}
+    for name, role in roles.items():
+        path = bundled_model_path(name)
+        if not path.exists():
+            continue
+        model = load_model(name)
+        params, buffers = count_params(model)
+        kwargs = f" {json.dumps(model.kwargs)}" if model.kwargs else ""
+        print(f"{name:<13}{params:>11,}{buffers:>10,}{forward_mflops(model):>9.1f}  {role}: a "
+              f"trained {model.name}{kwargs} ({path.name}, {path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -336,7 +339,8 @@ def add_demo(sub) -> None:
     p.set_defaults(run=cmd_demo)
     p.add_argument("--out", default="demo-output", help="folder for the demo's files")
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
+                        "'bundled-fast'")
     p.add_argument("--photo", help="another photo to run the demo on")
     _add_compute(p)
 
@@ -378,7 +382,8 @@ def add_video(sub) -> None:
     src.add_argument("--camera", type=int, metavar="N", help="camera number (0 = first)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the results")
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
+                        "'bundled-fast'")
     p.add_argument("--every", type=_positive_int, default=1, metavar="N",
                    help="analyse one frame in N (default 1: every frame)")
     p.add_argument("--annotate", action="store_true", help="also write annotated.mp4")
@@ -461,7 +466,8 @@ def add_evaluate(sub) -> None:
                     "mistakes.png to --out.")
     p.set_defaults(run=cmd_evaluate)
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
+                        "'bundled-fast'")
     p.add_argument("--data", required=True,
                    help="labelled faces: fer2013.csv(.gz), train.csv or image folder")
     p.add_argument("--split", choices=["PublicTest", "PrivateTest", "Training", "all"],
@@ -586,7 +592,8 @@ def add_predict(sub) -> None:
                     "first).")
     p.set_defaults(run=cmd_predict)
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
+                        "'bundled-fast'")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", help="test.csv, fer2013.csv(.gz) or image folder of 48x48 faces")
     src.add_argument("--image", metavar="PHOTO|FOLDER", help="photo(s) with faces in them")
@@ -674,7 +681,8 @@ def add_explain(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.set_defaults(run=cmd_explain)
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder or 'bundled'")
+                   help="run folder, model file, ensemble folder, 'bundled' or "
+                        "'bundled-fast'")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", help="faces: fer2013.csv, train.csv, test.csv or image folder")
     src.add_argument("--image", nargs="+", metavar="PHOTO",
@@ -776,7 +784,8 @@ def add_serve(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.set_defaults(run=cmd_serve)
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder or 'bundled'")
+                   help="run folder, model file, ensemble folder, 'bundled' or "
+                        "'bundled-fast'")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; 0.0.0.0 opens the page to the network")
     p.add_argument("--port", type=int, default=8000, help="port to listen on")
@@ -832,7 +841,8 @@ def add_export(sub) -> None:
                     "and video.")
     p.set_defaults(run=cmd_export)
     p.add_argument("--model", default="bundled",
-                   help="run folder, model file, ensemble folder or 'bundled' (default)")
+                   help="run folder, model file, ensemble folder, 'bundled' (default) or "
+                        "'bundled-fast'")
     p.add_argument("--format", choices=["onnx"], default="onnx", help="onnx (the only one)")
     p.add_argument("--out", required=True, metavar="FILE.onnx", help="the file to write")
     p.add_argument("--int8", action="store_true", help="quantise to int8 (needs --data)")
