@@ -14,7 +14,7 @@ from ..constants import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
 from ..data import FaceSet
 from ..errors import ConfigError, DataError
 from ..images import read_gray
-from ..inference import to_model_input
+from ..inference import DEFAULT_BATCH, to_model_input
 from ..predict import predict_faces
 
 POLICIES = ("random-correct", "confident-correct", "confident-wrong", "random")
@@ -109,6 +109,8 @@ def select_faces(model: torch.nn.Module, faces: FaceSet, policy: str = "random-c
     if not faces.has_labels:
         raise DataError(f"{faces.source}: has no labels, so '{policy}' cannot choose faces; "
                         "give face indices instead")
+    if policy in ("random", "random-correct"):
+        return _random_faces(model, faces, policy, per_class, np.random.default_rng(seed))
     probs_all = _probs(model, faces.images)
     pred = probs_all.argmax(1)
     conf = probs_all.max(1)
@@ -138,6 +140,34 @@ def select_faces(model: torch.nn.Module, faces: FaceSet, policy: str = "random-c
                      [f"{EMOTIONS[faces.labels[i]]}-{i}" for i in idx], notes)
 
 
+def _random_faces(model: torch.nn.Module, faces: FaceSet, policy: str, per_class: int,
+                  rng: np.random.Generator) -> Selection:
+    """``random`` / ``random-correct`` faces, scoring only as many as it takes: each class's
+    faces in a seeded random order, in growing chunks, until ``per_class`` are found. The
+    confident policies must score every face; these usually score a few hundred of thousands."""
+    chosen: list[int] = []
+    notes: list[str] = []
+    for c in range(NUM_CLASSES):
+        order = rng.permutation(np.flatnonzero(faces.labels == c))
+        found: list[int] = []
+        start, chunk = 0, DEFAULT_BATCH
+        while len(found) < per_class and start < len(order):
+            part = order[start:start + chunk]
+            if policy == "random":
+                found.extend(part[:per_class - len(found)])
+            else:
+                right = _probs(model, faces.images[part]).argmax(1) == c
+                found.extend(part[right][:per_class - len(found)])
+            start, chunk = start + len(part), chunk * 2
+        if not found:
+            what = "faces" if policy == "random" else "correct predictions"
+            notes.append(f"{EMOTIONS[c]}: no {what}")
+        chosen.extend(int(i) for i in found)
+    idx = np.asarray(chosen, dtype=np.int64)
+    return Selection(faces.images[idx], faces.labels[idx].copy(), _probs(model, faces.images[idx]),
+                     idx, [f"{EMOTIONS[faces.labels[i]]}-{i}" for i in idx], notes)
+
+
 def select_images(model: torch.nn.Module, paths: Sequence[str | Path],
                   crop=None) -> Selection:
     """Faces from image files, each turned into a 48x48 grey face by ``crop(path) -> uint8
@@ -154,8 +184,7 @@ def select_images(model: torch.nn.Module, paths: Sequence[str | Path],
 
 
 def _probs(model: torch.nn.Module, images: np.ndarray) -> np.ndarray:
-    # The batched, folded copy every command predicts with: choosing faces scores a whole split
-    # (3,589 PublicTest faces), which at batch 256 unfolded in float32 took 30 s of a 40 s
-    # `ferlab explain --method lime` (Intel Xeon, Sapphire Rapids class, 2 cores).
+    # The batched, folded copy every command predicts with (the confident policies score a
+    # whole split).
 
     return predict_faces(model, np.asarray(images, dtype=np.uint8), progress=False)
