@@ -1,65 +1,124 @@
-"""`make bench-train`: minutes from scratch to a target PublicTest accuracy on this machine.
+"""`make bench-train`: the FER2013 speedrun. PublicTest accuracy against training minutes and
+training compute, for several seeds of `ferlab train --recipe speedrun`.
 
-Trains the fast recipe below (the same code path as `ferlab train`) on Training, validating on
-PublicTest after every epoch, and reports the wall-clock minutes (data loading included) at
-which validation accuracy first reached the target. The run folder is kept, so `ferlab
-evaluate` / `ferlab report` work on it afterwards.
+Each seed trains the recipe from scratch on the Training rows (the same code path as
+`ferlab train`) and validates on PublicTest after every epoch, with the recipe's own test-time
+augmentation. Minutes are wall-clock from the start of `train()` (data loading, the whitening
+filters and every validation included). Compute is the issue's measure: 3 x forward FLOPs x
+faces seen (`ferlab models` gives the forward FLOPs). Prints the machine, one table per seed,
+the mean and spread over seeds, and draws `bench-train.png` (accuracy against minutes and
+against PFLOP). The run folders are kept (`ferlab evaluate` / `ferlab report` work on them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import statistics
 import sys
 import time
 from pathlib import Path
 
-from ferlab.config import AugmentConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from ferlab.machine import machine_header
+from ferlab.models import create_model, forward_mflops
+from ferlab.recipes import recipe_config
 from ferlab.runs import read_history
 from ferlab.training.loop import train
 
-# The fast recipe: a width-32 VGG (2.4 M parameters, 237 MFLOPs), one-cycle AdamW, label
-# smoothing, flips/shifts/rotations/zoom and random erasing, weight EMA.
-FAST = RunConfig(
-    data=DataConfig(val_split="usage"),
-    model=ModelConfig("vgg", {"width": 32}),
-    augment=AugmentConfig(flip=True, shift=0.1, rotation=10, zoom=0.1, erase=0.25),
-    train=TrainConfig(epochs=16, batch_size=128, optimizer="adamw", lr=2e-3, weight_decay=0.05,
-                      schedule="onecycle", label_smoothing=0.1, ema=0.998, seed=0),
-)
+
+def run_seed(data: str, recipe: str, seed: int, out: Path, overrides: dict) -> list[dict]:
+    """Train one seed; returns per-epoch rows: epoch, minutes, pflop, val_acc."""
+    cfg = recipe_config(recipe, data, seed=seed, **overrides)
+    model = create_model(cfg.model.name, **cfg.model.kwargs)
+    flop_per_face = 3 * forward_mflops(model) * 1e6  # forward + backward (x2)
+    t0 = time.perf_counter()
+    train(cfg, out, force=True, progress=False, log=lambda s: print(f"  [seed {seed}] {s}"))
+    total = time.perf_counter() - t0
+    hist = read_history(out)
+    faces = json.loads((out / "config.json").read_text())["train_faces"]
+    # history's seconds cover each epoch's training and validation; the rest is start-up.
+    elapsed = total - sum(h["seconds"] for h in hist)
+    rows = []
+    for h in hist:
+        elapsed += h["seconds"]
+        pflop = flop_per_face * faces * cfg.train.epoch_multiplier * h["epoch"] / 1e15
+        rows.append({"epoch": h["epoch"], "minutes": elapsed / 60, "pflop": pflop,
+                     "val_acc": h["val_acc"]})
+    return rows
+
+
+def first_reaching(rows: list[dict], target: float) -> dict | None:
+    return next((r for r in rows if r["val_acc"] >= target), None)
+
+
+def spread(values: list[float]) -> str:
+    mean = statistics.mean(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.2%} (sd {sd:.2%}, min {min(values):.2%}, max {max(values):.2%})"
+
+
+def draw(runs: dict[int, list[dict]], target: float, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for seed, rows in runs.items():
+        acc = [100 * r["val_acc"] for r in rows]
+        axes[0].plot([r["minutes"] for r in rows], acc, marker=".", label=f"seed {seed}")
+        axes[1].plot([r["pflop"] for r in rows], acc, marker=".", label=f"seed {seed}")
+    for ax, xlabel in zip(axes, ("training minutes (wall clock)", "training PFLOP"), strict=True):
+        ax.axhline(100 * target, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[1].axvline(0.3, color="grey", linestyle=":", linewidth=1)
+    axes[0].set_ylabel("PublicTest accuracy, %")
+    axes[0].set_ylim(bottom=40)
+    axes[1].legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="../shared/data/fer2013.csv.gz")
+    ap.add_argument("--recipe", default="speedrun")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--target", type=float, default=0.68, help="PublicTest accuracy to reach")
-    ap.add_argument("--epochs", type=int, default=FAST.train.epochs)
-    ap.add_argument("--out", default="runs/bench-train")
+    ap.add_argument("--epochs", type=int, default=0, help="override the recipe's epochs")
+    ap.add_argument("--out", default="runs/bench-train", help="folder of the seeds' runs")
     args = ap.parse_args()
     if not Path(args.data).exists():
         print(f"{args.data} not found; bench-train needs the FER2013 file", file=sys.stderr)
         return 2
-    cfg = RunConfig(DataConfig(path=args.data, val_split="usage"), FAST.model, FAST.augment,
-                    TrainConfig(**{**FAST.train.__dict__, "epochs": args.epochs}))
-    t0 = time.perf_counter()
-    train(cfg, args.out, force=True)
-    total = time.perf_counter() - t0
-    hist = read_history(args.out)
-    # Epoch wall times in history exclude data loading; add it back to the first epoch.
-    overhead = total - sum(h["seconds"] for h in hist)
-    elapsed = overhead
-    reached = None
-    for h in hist:
-        elapsed += h["seconds"]
-        if h["val_acc"] >= args.target and reached is None:
-            reached = (h["epoch"], elapsed)
-    best = max(hist, key=lambda h: h["val_acc"])
-    print(f"\nbest PublicTest accuracy {best['val_acc']:.4f} at epoch {best['epoch']}; "
-          f"{total / 60:.1f} min in all")
-    if reached:
-        print(f"reached {args.target:.0%} at epoch {reached[0]} after {reached[1] / 60:.1f} min "
-              "(target: <= 20 min on 2 cores)")
-    else:
-        print(f"did not reach {args.target:.0%} in {args.epochs} epochs")
+    header = machine_header()
+    print(header)
+    overrides = {"epochs": args.epochs} if args.epochs else {}
+    out = Path(args.out)
+    runs = {}
+    for seed in args.seeds:
+        print(f"\nseed {seed}: ferlab train --recipe {args.recipe} --seed {seed}"
+              + (f" --epochs {args.epochs}" if args.epochs else ""))
+        runs[seed] = run_seed(args.data, args.recipe, seed, out / f"seed{seed}", overrides)
+        print(f"{'epoch':>5} {'minutes':>8} {'PFLOP':>7} {'PublicTest':>10}")
+        for r in runs[seed]:
+            print(f"{r['epoch']:5d} {r['minutes']:8.2f} {r['pflop']:7.3f} {r['val_acc']:10.2%}")
+
+    print(f"\n{args.recipe}, {len(runs)} seeds, PublicTest with the recipe's TTA")
+    print(f"  final accuracy: {spread([rows[-1]['val_acc'] for rows in runs.values()])}")
+    print(f"  minutes in all: {spread([rows[-1]['minutes'] for rows in runs.values()])[:-1]}"
+          .replace("%", ""))
+    reached = {s: first_reaching(rows, args.target) for s, rows in runs.items()}
+    for s, r in reached.items():
+        print(f"  seed {s}: " + (f"{args.target:.0%} at epoch {r['epoch']}, {r['minutes']:.1f} "
+                                 f"min, {r['pflop']:.3f} PFLOP" if r
+                                 else f"did not reach {args.target:.0%}"))
+    png = out / "bench-train.png"
+    draw(runs, args.target, png, header.splitlines()[0] + f" | {args.recipe}")
+    print(f"curve: {png}")
     return 0
 
 

@@ -20,14 +20,21 @@ def _uniform(n: int, g: torch.Generator, low: float, high: float) -> torch.Tenso
     return torch.rand(n, generator=g) * (high - low) + low
 
 
-def random_affine(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+def random_affine(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator,
+                  flip: torch.Tensor | None = None) -> torch.Tensor:
     """Flip, shift, rotate, zoom, shear and crop-shift a batch ``[N, C, H, W]`` (float).
 
     Borders are filled by replicating the edge pixels (Keras' ``fill_mode='nearest'``), so no
-    black corners teach the net a shortcut.
+    black corners teach the net a shortcut. ``flip`` (bool per face), where given, says which
+    faces to mirror instead of a coin per face.
     """
     n, _, h, w = x.shape
-    flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0) if cfg.flip else torch.ones(n)
+    if cfg.flip:
+        coin = torch.rand(n, generator=g) < 0.5  # drawn even when unused: the draws after it
+        # stay those of a run with coin flips
+        flip = torch.where(coin if flip is None else flip, -1.0, 1.0)
+    else:
+        flip = torch.ones(n)
     angle = _uniform(n, g, -cfg.rotation, cfg.rotation) * math.pi / 180
     scale = _uniform(n, g, 1 - cfg.zoom, 1 + cfg.zoom)
     shear = _uniform(n, g, -cfg.shear, cfg.shear) * math.pi / 180
@@ -69,8 +76,10 @@ def random_erase(x: torch.Tensor, p: float, g: torch.Generator, area=(0.02, 0.2)
     return torch.where(mask.unsqueeze(1), noise, x)
 
 
-def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
-    """Apply every augmentation ``cfg`` turns on to a float batch ``[N, 1, 48, 48]`` in [0, 1].
+def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator,
+            flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply every augmentation ``cfg`` turns on to a float batch ``[N, 1, 48, 48]`` in [0, 1];
+    ``flip`` (bool per face) chooses the mirrored faces instead of a coin.
 
     Example:
         >>> g = torch.Generator().manual_seed(0)
@@ -78,7 +87,7 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Te
         torch.Size([8, 1, 48, 48])
     """
     if cfg.flip or cfg.shift or cfg.rotation or cfg.zoom or cfg.shear or cfg.crop:
-        x = random_affine(x, cfg, g)
+        x = random_affine(x, cfg, g, flip)
     if cfg.erase:
         x = random_erase(x, cfg.erase, g)
     return x

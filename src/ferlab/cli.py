@@ -185,7 +185,8 @@ def cmd_models(args) -> int:
 
 
 def add_train(sub) -> None:
-    from .config import DEVICES, OPTIMIZERS, SCHEDULES, AugmentConfig, TrainConfig
+    from .config import DEVICES, OPTIMIZERS, SCHEDULES, VAL_TTA, AugmentConfig, TrainConfig
+    from .recipes import RECIPES
 
     t, a = TrainConfig(), AugmentConfig()
     p = sub.add_parser(
@@ -195,6 +196,10 @@ def add_train(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.set_defaults(run=cmd_train)
     p.add_argument("--data", help="training data: fer2013.csv(.gz), train.csv or image folder")
+    p.add_argument("--recipe", choices=list(RECIPES),
+                   help="start from a named recipe: " + "; ".join(
+                       f"{name}: {r.description}" for name, r in RECIPES.items())
+                   + ". Flags given beside it override its values")
     p.add_argument("--model", default="cnn", choices=_model_names(), help="model name")
     p.add_argument("--model-args", type=_json_dict, default={},
                    help="JSON keyword arguments of the model, e.g. '{\"width\": 32}'")
@@ -217,6 +222,8 @@ def add_train(sub) -> None:
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=_positive_int, default=t.epochs)
     g.add_argument("--batch-size", type=_positive_int, default=t.batch_size)
+    g.add_argument("--drop-last", action="store_true",
+                   help="skip each epoch's last, smaller batch")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=t.optimizer)
     g.add_argument("--lr", type=float, default=t.lr, help="peak learning rate")
     g.add_argument("--momentum", type=float, default=t.momentum)
@@ -231,6 +238,14 @@ def add_train(sub) -> None:
     g.add_argument("--ema", type=_nonneg_float, default=t.ema,
                    help="EMA decay of weights per step (0 = off)")
     g.add_argument("--seed", type=int, default=t.seed)
+    g.add_argument("--bias-lr-scale", type=float, default=t.bias_lr_scale,
+                   help="learning-rate multiplier of biases and BatchNorm parameters")
+    g.add_argument("--lookahead", type=int, default=t.lookahead, metavar="K",
+                   help="every K steps, pull the weights onto their slow average, which is "
+                        "what the run ends with (0 = off)")
+    g.add_argument("--val-tta", choices=VAL_TTA, default=t.val_tta,
+                   help="test-time augmentation when validating; the saved model records it as "
+                        "its recommended TTA")
     _add_compute(g, alias="no-bf16", threads_help="torch threads (default 0: every core this "
                                                   "process may use)")
     g.add_argument("--device", choices=DEVICES, default=t.device,
@@ -253,6 +268,8 @@ def add_train(sub) -> None:
     g = p.add_argument_group("augmentation")
     g.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
     g.add_argument("--no-flip", action="store_true", help="no horizontal flips")
+    g.add_argument("--alternate-flip", action=argparse.BooleanOptionalAction, default=False,
+                   help="mirror each face on every other epoch instead of at random")
     g.add_argument("--shift", type=_nonneg_float, default=a.shift, help="fraction of the side")
     g.add_argument("--rotation", type=_nonneg_float, default=a.rotation, help="degrees")
     g.add_argument("--zoom", type=_nonneg_float, default=a.zoom, help="fraction")
@@ -269,7 +286,8 @@ def config_from_args(args):
 
     aug = (AugmentConfig(flip=False, shift=0, rotation=0, zoom=0, shear=0, crop=0, erase=0,
                          mixup=0) if args.no_augment else
-           AugmentConfig(flip=not args.no_flip, shift=args.shift, rotation=args.rotation,
+           AugmentConfig(flip=not args.no_flip, alternate_flip=args.alternate_flip,
+                         shift=args.shift, rotation=args.rotation,
                          zoom=args.zoom, shear=args.shear, crop=args.crop, erase=args.erase,
                          mixup=args.mixup))
     return RunConfig(
@@ -278,14 +296,16 @@ def config_from_args(args):
         model=ModelConfig(name=args.model, kwargs=args.model_args),
         augment=aug,
         train=TrainConfig(
-            epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+            epochs=args.epochs, batch_size=args.batch_size, drop_last=args.drop_last,
+            optimizer=args.optimizer, lr=args.lr,
             momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
             warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
             epoch_multiplier=args.epoch_multiplier, early_stopping=args.early_stopping,
             ema=args.ema, seed=args.seed, precision=_precision(args), threads=args.threads,
             device=args.device, init=args.init or "", teacher=args.teacher or "",
             distill=args.distill if args.distill or not args.teacher else 0.5,
-            temperature=args.temperature, teacher_cache=args.teacher_cache),
+            temperature=args.temperature, teacher_cache=args.teacher_cache,
+            bias_lr_scale=args.bias_lr_scale, lookahead=args.lookahead, val_tta=args.val_tta),
     ).validate()
 
 
@@ -399,7 +419,8 @@ def cmd_video(args) -> int:
 
     source = args.camera if args.camera is not None else args.input
     r = analyze_video(source, args.out, model=args.model, every=args.every,
-                      annotated_video=args.annotate, max_frames=args.max_frames, tta=args.tta,
+                      annotated_video=args.annotate, max_frames=args.max_frames,
+                      tta=_tta(args, args.model),
                       detector=args.detector, min_face=args.min_face,
                       precision=_precision(args), threads=args.threads, runtime=args.runtime)
     print(f"{r.frames_read} frames read, {r.frames_analyzed} analysed, "
@@ -428,7 +449,11 @@ def _add_detector(p) -> None:
 
 
 def _add_tta(p, shift: bool = True) -> None:
-    p.add_argument("--tta", action="store_true", help="average with the mirrored face")
+    p.add_argument("--tta", nargs="?", const="flip", choices=("none", "flip", "shift"),
+                   help="test-time augmentation: flip (what --tta alone means) averages with the "
+                        "mirrored face, shift also with 2-pixel shifts (10 views), none turns it "
+                        "off. Default: the model's own, recorded when it was trained with "
+                        "--val-tta, else none")
     if shift:
         p.add_argument("--tta-shift", action="store_true",
                        help="also average 2-pixel shifts of the face and its mirror (10 views, "
@@ -449,9 +474,20 @@ def _add_runtime(p, default: str | None = None) -> None:
                         ".onnx --model runs in ONNX Runtime")
 
 
-def _tta(args) -> str | None:
-    """``--tta`` / ``--tta-shift`` as a test-time augmentation mode."""
-    return "shift" if getattr(args, "tta_shift", False) else ("flip" if args.tta else None)
+def _tta(args, model_spec=None) -> str | None:
+    """``--tta MODE`` / ``--tta-shift`` as a test-time augmentation mode; without either, the
+    one the model at ``model_spec`` records (said on stderr), else none."""
+    if getattr(args, "tta_shift", False):
+        return "shift"
+    if args.tta is not None:
+        return None if args.tta == "none" else args.tta
+    from .model_spec import recommended_tta
+
+    tta = recommended_tta(model_spec) if model_spec is not None else None
+    if tta:
+        print(f"ferlab {args.command}: {tta} TTA, as the model recommends (--tta none to turn "
+              "it off)", file=sys.stderr)
+    return tta
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,7 +530,7 @@ def cmd_evaluate(args) -> int:
     faces = load_faces(args.data, skip_bad_rows=args.skip_bad_rows)
     faces = select_split(faces, args.split or "test")  # the test rows, where it has Training ones
     shown = "+".join(faces.split_names()) or "all"
-    tta = _tta(args)
+    tta = _tta(args, args.model)
     configure_threads(args.threads, "batch")
     _progress_line("evaluate")(f"scoring {len(faces):,} faces [{shown}]"
                                + (f" with {tta} TTA" if tta else "") + " ...")
@@ -613,7 +649,8 @@ def cmd_predict(args) -> int:
     if args.image:
         from .faces.command import predict_photos
 
-        return predict_photos(args.model, args.image, args.out, args.json, tta=_tta(args),
+        return predict_photos(args.model, args.image, args.out, args.json,
+                              tta=_tta(args, args.model),
                               detector=args.detector, min_face=args.min_face,
                               precision=_precision(args), threads=args.threads,
                               runtime=args.runtime)
@@ -624,7 +661,8 @@ def cmd_predict(args) -> int:
     configure_threads(args.threads, "batch")
     if not args.out:
         raise FerlabError("predict --input needs --out FILE.csv")
-    res = predict_file(args.model, args.input, args.out, tta=_tta(args), fmt=args.format,
+    res = predict_file(args.model, args.input, args.out, tta=_tta(args, args.model),
+                       fmt=args.format,
                        batch_size=args.batch_size, skip_bad_rows=args.skip_bad_rows,
                        precision=_precision(args), runtime=args.runtime)
     counts = ", ".join(f"{e} {n:,}" for e, n in zip(EMOTIONS, res.counts, strict=True))
@@ -919,6 +957,11 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
+    if getattr(args, "recipe", None):  # its values become the defaults: given flags still win
+        from .recipes import cli_defaults
+
+        parser.subcommands[args.command].set_defaults(**cli_defaults(args.recipe))
+        args, extra = parser.parse_known_args(argv)
     if extra:  # reported by the subcommand's own parser, so the hint names its --help
         where = parser.subcommands.get(args.command, parser) if args.command else parser
         where.error(f"unrecognized arguments: {' '.join(extra)}")

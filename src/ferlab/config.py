@@ -18,6 +18,7 @@ from .precision import PRECISIONS
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("cosine", "onecycle", "plateau", "constant")
 DEVICES = ("auto", "cpu", "cuda")
+VAL_TTA = ("none", "flip", "shift")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class AugmentConfig:
     flip: bool = True  # random horizontal flip, p = 0.5
+    alternate_flip: bool = False  # with flip: each face mirrored on every other epoch (a random
+    # half on even epochs, the other half on odd ones) instead of by a coin each time (airbench)
     shift: float = 0.1  # max translation, fraction of the side (0.1 = 4.8 px)
     rotation: float = 10.0  # max rotation, degrees
     zoom: float = 0.1  # scale drawn from [1 - zoom, 1 + zoom]
@@ -55,6 +58,8 @@ class ModelConfig:
 class TrainConfig:
     epochs: int = 30  # passes over the (multiplied) training set
     batch_size: int = 128  # faces per step
+    drop_last: bool = False  # skip each epoch's last, smaller batch (at a fast BatchNorm momentum
+    # a batch of a few faces would set the statistics the model is validated with)
     optimizer: str = "adamw"  # sgd (Nesterov momentum) | adam | adamw
     lr: float = 1e-3  # peak learning rate
     momentum: float = 0.9  # SGD momentum / Adam beta1
@@ -80,6 +85,10 @@ class TrainConfig:
     distill: float = 0.0  # weight of the teacher's soft-target loss, in [0, 1] (0 = off)
     temperature: float = 2.0  # softmax temperature of both nets in the distillation loss
     teacher_cache: bool = False  # teacher predicts each training face once, not every batch
+    bias_lr_scale: float = 1.0  # learning-rate multiplier of biases and BatchNorm parameters
+    lookahead: int = 0  # every this many steps, pull the weights onto their slow average (0 = off)
+    val_tta: str = "none"  # test-time augmentation of validation (none | flip | shift); the saved
+    # model records it as its recommended TTA
 
     def __post_init__(self) -> None:
         # ``bf16`` is kept so older configs and callers still work; ``precision`` is the field.
@@ -113,6 +122,9 @@ class RunConfig:
             (t.early_stopping >= 0, f"early stopping must be >= 0, got {t.early_stopping}"),
             (0 <= t.ema < 1, f"ema decay must be in [0, 1), got {t.ema}"),
             (t.threads >= 0, f"threads must be >= 0, got {t.threads}"),
+            (t.bias_lr_scale > 0, f"bias lr scale must be positive, got {t.bias_lr_scale}"),
+            (t.lookahead >= 0, f"lookahead must be >= 0 steps, got {t.lookahead}"),
+            (t.val_tta in VAL_TTA, f"val tta must be one of {VAL_TTA}, got {t.val_tta!r}"),
             (t.device in DEVICES, f"device must be one of {DEVICES}, got {t.device!r}"),
             (t.precision in PRECISIONS,
              f"precision must be one of {PRECISIONS}, got {t.precision!r}"),

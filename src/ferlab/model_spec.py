@@ -15,7 +15,7 @@ from torch import nn
 from .assets import bundled_model_path
 from .ensemble import ENSEMBLE_FILE, Ensemble, is_ensemble_dir, load_ensemble
 from .errors import ModelError
-from .model_file import load_model_file
+from .model_file import load_model_file, read_model_meta
 from .runs import MODEL_FILE
 
 BUNDLED = "bundled"
@@ -25,7 +25,7 @@ BUNDLED_FAST = "bundled-fast"
 BUNDLED_MODELS = (BUNDLED, BUNDLED_FAST)
 
 __all__ = ["BUNDLED", "BUNDLED_FAST", "BUNDLED_MODELS", "build_ensemble", "bundled_model_path",
-           "is_bundled", "load_model", "resolve_model_path"]
+           "is_bundled", "load_model", "recommended_tta", "resolve_model_path"]
 
 
 def is_bundled(spec: object) -> bool:
@@ -50,6 +50,17 @@ def resolve_model_path(spec: str | Path) -> Path:
     if not p.exists():
         raise ModelError(f"{p}: no such model file or folder")
     return p
+
+
+def recommended_tta(spec: str | Path) -> str | None:
+    """The test-time augmentation the model at ``spec`` records as its own (``"flip"`` or
+    ``"shift"``: what it was validated with, ``ferlab train --val-tta``), or None: an ensemble,
+    an ONNX graph, or a model that records none. Reads the file's metadata only."""
+    p = Path(spec)
+    if not is_bundled(spec) and (p.suffix == ".onnx" or (p.is_dir() and is_ensemble_dir(p))):
+        return None
+    tta = read_model_meta(resolve_model_path(spec)).get("tta")
+    return tta if tta in ("flip", "shift") else None
 
 
 def load_model(spec: str | Path = BUNDLED) -> nn.Module:

@@ -1,6 +1,6 @@
 """Model zoo. Importing this package registers every family."""
 
-from . import cnn, dnn, resnet, vgg  # noqa: F401  (imported for their @register_model side effect)
+from . import cnn, dnn, resnet, speedrun, vgg  # noqa: F401  (imported for their @register_model side effect)
 from .registry import (
     FERModel,
     ModelStats,

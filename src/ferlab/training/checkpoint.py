@@ -1,8 +1,9 @@
 """``checkpoint.pt``: everything a run needs to continue exactly where it stopped.
 
 It holds the model's and the optimiser's state dicts, the EMA's where the run averages weights,
-and the :class:`~ferlab.training.state.TrainState` as a plain dict. It is written whole or not
-at all (:func:`~ferlab.io_utils.atomic_write`) after the epoch's history and best model, so a
+the lookahead's slow weights where it has them, and the
+:class:`~ferlab.training.state.TrainState` as a plain dict. It is written whole or not at all
+(:func:`~ferlab.io_utils.atomic_write`) after the epoch's history and best model, so a
 checkpoint at epoch k always comes with a history of at least k rows.
 """
 
@@ -17,24 +18,29 @@ from ..io_utils import atomic_write
 from ..model_file import load_checkpoint
 from ..runs import RunFolder
 from .ema import WeightEMA
+from .lookahead import Lookahead
 from .state import TrainState
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    ema: WeightEMA | None, state: TrainState) -> Path:
+                    ema: WeightEMA | None, state: TrainState,
+                    lookahead: Lookahead | None = None) -> Path:
     """Write the checkpoint atomically; returns ``path``."""
     ck = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
           "state": state.to_dict()}
     if ema is not None:
         ck["ema"] = ema.state_dict()
+    if lookahead is not None:
+        ck["lookahead"] = lookahead.state_dict()
     return atomic_write(path, lambda p: torch.save(ck, p))
 
 
 def resume_from_checkpoint(run: RunFolder, model: torch.nn.Module,
-                           optimizer: torch.optim.Optimizer, ema: WeightEMA | None, *,
+                           optimizer: torch.optim.Optimizer, ema: WeightEMA | None,
+                           lookahead: Lookahead | None = None, *,
                            model_name: str, clean: bool = True
                            ) -> tuple[TrainState, list[dict]]:
-    """Load the run's checkpoint into ``model``, ``optimizer`` and ``ema``.
+    """Load the run's checkpoint into ``model``, ``optimizer``, ``ema`` and ``lookahead``.
 
     Args:
         run: the run folder.
@@ -57,6 +63,8 @@ def resume_from_checkpoint(run: RunFolder, model: torch.nn.Module,
         optimizer.load_state_dict(ck["optimizer"])
         if ema is not None:
             ema.load_state_dict(ck["ema"])
+        if lookahead is not None:
+            lookahead.load_state_dict(ck["lookahead"])
         state = TrainState.from_dict(ck["state"])
         history = run.history()[: state.epoch]
     except (KeyError, TypeError, ValueError, RuntimeError) as e:

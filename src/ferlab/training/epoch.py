@@ -23,6 +23,7 @@ from ..progress import progress_bar
 from .distill import Distiller
 from .distributed import Context
 from .ema import WeightEMA
+from .lookahead import Lookahead
 from .optim import set_lr
 from .schedule import Schedule
 from .signals import Stopper
@@ -58,6 +59,7 @@ class Learner:
         device: where batches go.
         channels_last: feed the net channels-last batches.
         label_smoothing: of the cross-entropy.
+        lookahead: the slow weights the model is pulled onto every few steps, or None.
     """
 
     model: torch.nn.Module
@@ -69,6 +71,7 @@ class Learner:
     device: torch.device
     channels_last: bool
     label_smoothing: float
+    lookahead: Lookahead | None = None
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -92,12 +95,23 @@ class Learner:
         return loss, logits
 
 
+def alternate_flips(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """Which of ``n`` faces are mirrored in ``epoch`` under ``alternate_flip``: a fixed random
+    half (drawn from the run's seed) on even epochs, the other half on odd ones, so every face
+    is seen both ways in any two epochs in a row."""
+    half = torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5
+    return half ^ bool(epoch % 2)
+
+
 def training_batch(images: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor,
                    aug: AugmentConfig, g: torch.Generator, device: torch.device,
-                   channels_last: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   channels_last: bool, flips: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The augmented batch of training faces ``idx`` on ``device``: input, labels and the loss
-    target (the labels, or mixup's blended one-hot targets)."""
-    x = augment(to_model_input(images[idx]), aug, g)  # on the CPU, with the run's generator
+    target (the labels, or mixup's blended one-hot targets). ``flips`` (one bool per training
+    face) says which to mirror, instead of a coin per face."""
+    x = augment(to_model_input(images[idx]), aug, g,  # on the CPU, with the run's generator
+                flip=None if flips is None else flips[idx])
     y = labels[idx]
     target = y
     if aug.mixup > 0:
@@ -125,6 +139,8 @@ def train_epoch(learner: Learner, images: torch.Tensor, labels: torch.Tensor, cf
     order = torch.cat([torch.randperm(len(labels), generator=g)
                        for _ in range(t.epoch_multiplier)])
     g = ctx.augment_generator(g, seed)
+    flips = (alternate_flips(len(labels), t.seed, epoch)
+             if cfg.augment.flip and cfg.augment.alternate_flip else None)
     learner.model.train()
     loss_sum, correct, seen, lr = 0.0, 0, 0, t.lr
     start = time.perf_counter()
@@ -138,8 +154,11 @@ def train_epoch(learner: Learner, images: torch.Tensor, labels: torch.Tensor, cf
         if not len(idx):  # a last batch too small to share: every rank skips it
             continue
         x, y, target = training_batch(images, labels, idx, cfg.augment, g, learner.device,
-                                      t.channels_last)
+                                      t.channels_last, flips)
         loss, logits = learner.step(x, y, target, idx, weight)
+        if learner.lookahead is not None:
+            learner.lookahead.after_step(learner.model, epoch * schedule.steps_per_epoch + step,
+                                         schedule.total_steps)
         loss_sum += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)

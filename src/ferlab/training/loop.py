@@ -19,13 +19,13 @@ first weights), ``epoch`` (one pass over the training faces), ``validation``, ``
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from ..allocator import keep_freed_memory
 from ..config import RunConfig
 from ..data import FaceSet
 from ..model_file import save_model
@@ -37,8 +37,9 @@ from .checkpoint import resume_from_checkpoint, save_checkpoint
 from .distill import make_distiller
 from .ema import WeightEMA
 from .epoch import EpochFigures, Learner, train_epoch
+from .lookahead import Lookahead
 from .optim import make_optimizer
-from .schedule import Schedule
+from .schedule import Schedule, steps_per_epoch
 from .signals import sigterm_as_interrupt, stops_reported
 from .start import (
     RunData,
@@ -83,19 +84,22 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     device = ctx.device(resolve_device(cfg.train.device))  # before the data: no GPU fails at once
+    if device.type == "cpu":
+        keep_freed_memory()  # no page faults on every step's activations (ferlab.allocator)
     cfg, precision = run_precision(cfg, device, resumed=resume)
     t = cfg.train
     faces = RunData.of(*(data if data is not None else prepare_data(cfg)))
 
-    model = build_model(cfg, device, init=not resume)
+    model = build_model(cfg, device, init=not resume, faces=faces.x_train)
     distiller = make_distiller(t, faces.x_train, precision, device, log)
     optimizer = make_optimizer(model, t)
     ema = WeightEMA(model, t.ema) if t.ema else None
-    schedule = Schedule(t, math.ceil(len(faces.y_train) * t.epoch_multiplier / t.batch_size))
+    lookahead = Lookahead(model, t.lookahead) if t.lookahead else None
+    schedule = Schedule(t, steps_per_epoch(len(faces.y_train), t))
 
     ctx.barrier()  # every rank has checked the folder before rank 0 writes to it
     if resume:
-        state, history = resume_from_checkpoint(run, model, optimizer, ema,
+        state, history = resume_from_checkpoint(run, model, optimizer, ema, lookahead,
                                                 model_name=cfg.model.name, clean=ctx.is_main)
         log(f"resuming {run.path} after epoch {state.epoch}")
     else:
@@ -109,7 +113,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
 
     learner = Learner(model, ctx.wrap(model), optimizer, ema, distiller,
                       lambda: autocast(precision.bf16, device.type), device, t.channels_last,
-                      t.label_smoothing)
+                      t.label_smoothing, lookahead)
     first_epoch, stopped_early = state.epoch, False
     with sigterm_as_interrupt(defer=ctx.active) as stopper, stops_reported(run.path, state, ctx):
         for epoch in range(state.epoch, t.epochs):
@@ -121,7 +125,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
             ctx.sync_buffers(model)  # every rank validates the model rank 0 saves
             ctx.sync_buffers(ema)
             val = validate(learner.eval_model, faces.x_val, faces.y_val, ctx,
-                           t.eval_batch_size, precision)
+                           t.eval_batch_size, precision, t.val_tta)
             seconds = time.perf_counter() - started
             with stopper.holding():  # signals wait until this epoch's files are all written
                 history.append(_history_row(epoch + 1, seconds, fit, val))
@@ -131,9 +135,9 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
                 if ctx.is_main:  # best model, then history, then checkpoint: they agree
                     if improved:
                         save_model(learner.eval_model, run.model_path, val_accuracy=val.accuracy,
-                                   epoch=epoch + 1, run=str(run.path.name))
+                                   epoch=epoch + 1, run=str(run.path.name), tta=t.val_tta)
                     run.write_history(history)
-                    save_checkpoint(run.checkpoint_path, model, optimizer, ema, state)
+                    save_checkpoint(run.checkpoint_path, model, optimizer, ema, state, lookahead)
                 log(_epoch_line(epoch + 1, t.epochs, seconds, fit, val, improved))
             ctx.barrier()  # the other ranks wait while rank 0 writes
             if t.early_stopping and epoch + 1 - state.best_epoch >= t.early_stopping:

@@ -11,12 +11,14 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimi
     """The optimiser ``t.optimizer`` over ``model``'s parameters, at ``t.lr``.
 
     Weight decay applies to weight matrices and kernels only, not to BatchNorm and biases:
-    decaying those only fights the normalisation.
+    decaying those only fights the normalisation. Biases and BatchNorm parameters learn at
+    ``t.bias_lr_scale`` times the rate (airbench's BN-bias rate); frozen parameters are left out.
     """
-    decay = [p for n, p in model.named_parameters() if p.dim() > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() <= 1]
-    groups = [{"params": decay, "weight_decay": t.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    learned = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in learned if p.dim() > 1]
+    no_decay = [p for p in learned if p.dim() <= 1]
+    groups = [{"params": decay, "weight_decay": t.weight_decay, "lr_scale": 1.0},
+              {"params": no_decay, "weight_decay": 0.0, "lr_scale": t.bias_lr_scale}]
     if t.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=True)
     if t.optimizer == "adam":
@@ -25,7 +27,8 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimi
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> float:
-    """Set every parameter group's learning rate to ``lr``; returns ``lr``."""
+    """Set every parameter group's learning rate to ``lr`` times its ``lr_scale``; returns
+    ``lr``."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     return lr

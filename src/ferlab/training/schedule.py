@@ -38,6 +38,13 @@ def lr_at(step: int, total_steps: int, t: TrainConfig, steps_per_epoch: int,
     return t.lr * (1 + math.cos(math.pi * min(frac, 1.0))) / 2
 
 
+def steps_per_epoch(faces: int, t: TrainConfig) -> int:
+    """Optimiser steps in one epoch over ``faces`` training faces: the last, smaller batch
+    counts unless ``t.drop_last``."""
+    seen = faces * t.epoch_multiplier
+    return max(1, seen // t.batch_size) if t.drop_last else math.ceil(seen / t.batch_size)
+
+
 @dataclass(frozen=True)
 class Schedule:
     """:func:`lr_at` with one run's figures: ``lr(epoch, step)`` for a step of an epoch.

@@ -14,12 +14,15 @@ from .. import __version__
 from ..config import RunConfig
 from ..data import FaceSet, load_faces, make_split
 from ..errors import ConfigError, FerlabError, ModelError
+from ..inference import to_model_input
 from ..model_spec import load_model
 from ..models import FERModel, count_params, create_model
 from ..precision import Precision, resolve_precision
 from ..runs import RunFolder
 from .distributed import Context
 from .errors import RunExistsError
+
+DATA_INIT_FACES = 5000  # faces that set data-initialised layers (their statistics settle by then)
 
 
 def run_config(run: RunFolder, cfg: RunConfig | None, *, resume: bool, force: bool
@@ -115,14 +118,21 @@ def load_init_weights(model: FERModel, spec: str) -> None:
                          f"{model.name}): {first}") from e
 
 
-def build_model(cfg: RunConfig, device: torch.device, *, init: bool) -> FERModel:
+def build_model(cfg: RunConfig, device: torch.device, *, init: bool,
+                faces: torch.Tensor | None = None) -> FERModel:
     """The run's model, seeded by ``cfg.train.seed``, on ``device``; started from
-    ``--init``'s weights when ``init`` (a resumed run loads its checkpoint instead)."""
+    ``--init``'s weights when ``init`` (a resumed run loads its checkpoint instead).
+
+    A model with layers set from the data (``init_from_faces``, as the speedrun net's whitening
+    filters) gets them from up to ``DATA_INIT_FACES`` of the training faces ``faces`` (uint8).
+    """
     t = cfg.train
     torch.manual_seed(t.seed)
     model: FERModel = create_model(cfg.model.name, **cfg.model.kwargs)
     if init and t.init:
         load_init_weights(model, t.init)
+    elif init and faces is not None and hasattr(model, "init_from_faces"):
+        model.init_from_faces(to_model_input(faces[:DATA_INIT_FACES]))
     model = model.to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -47,10 +47,11 @@ def evaluate_shared(probs: torch.Tensor, labels: torch.Tensor, ctx: Context) -> 
 
 
 def validate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, ctx: Context,
-             batch_size: int, precision: Precision) -> EvalResult:
+             batch_size: int, precision: Precision, tta: str = "none") -> EvalResult:
     """Score ``model`` (in eval mode, its mode restored after) on the validation faces
-    (uint8 ``images``); each rank of a distributed run predicts its share."""
+    (uint8 ``images``), with test-time augmentation ``tta``; each rank of a distributed run
+    predicts its share."""
     part = ctx.val_shard(len(labels))
     probs = predict_probs(model, images[part], batch_size=batch_size, precision=precision,
-                          fast=False)
+                          tta=tta, fast=False)
     return evaluate_shared(probs, labels[part], ctx)
