@@ -8,17 +8,23 @@ filters and every validation included). Compute is the issue's measure: 3 x forw
 faces seen (`ferlab models` gives the forward FLOPs). Prints the machine, one table per seed,
 the mean and spread over seeds, and draws `bench-train.png` (accuracy against minutes and
 against PFLOP). The run folders are kept (`ferlab evaluate` / `ferlab report` work on them).
+
+`--set SECTION.FIELD=VALUE` changes one value of the recipe, for the ablation rows of
+`benchmarks/RESULTS.md`: `--set train.lookahead=0`, `--set augment.alternate_flip=false`,
+`--set model.whitened=false` (a keyword of the net), `--set train.label_smoothing=0.1`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
+from ferlab.config import RunConfig
 from ferlab.machine import machine_header
 from ferlab.models import create_model, forward_mflops
 from ferlab.recipes import recipe_config
@@ -26,9 +32,30 @@ from ferlab.runs import read_history
 from ferlab.training.loop import train
 
 
-def run_seed(data: str, recipe: str, seed: int, out: Path, overrides: dict) -> list[dict]:
+def with_settings(cfg: RunConfig, settings: list[str]) -> RunConfig:
+    """``cfg`` with each ``SECTION.FIELD=VALUE`` of ``settings`` applied (VALUE as JSON)."""
+    for item in settings:
+        key, _, raw = item.partition("=")
+        section, _, name = key.partition(".")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw  # a bare string, e.g. train.schedule=cosine
+        if section == "model":
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+                cfg.model, kwargs={**cfg.model.kwargs, name: value}))
+        elif section in ("train", "augment", "data"):
+            part = dataclasses.replace(getattr(cfg, section), **{name: value})
+            cfg = dataclasses.replace(cfg, **{section: part})
+        else:
+            raise SystemExit(f"--set {item}: the section must be model, train, augment or data")
+    return cfg.validate()
+
+
+def run_seed(data: str, recipe: str, seed: int, out: Path, overrides: dict,
+             settings: list[str]) -> list[dict]:
     """Train one seed; returns per-epoch rows: epoch, minutes, pflop, val_acc."""
-    cfg = recipe_config(recipe, data, seed=seed, **overrides)
+    cfg = with_settings(recipe_config(recipe, data, seed=seed, **overrides), settings)
     model = create_model(cfg.model.name, **cfg.model.kwargs)
     flop_per_face = 3 * forward_mflops(model) * 1e6  # forward + backward (x2)
     t0 = time.perf_counter()
@@ -44,6 +71,7 @@ def run_seed(data: str, recipe: str, seed: int, out: Path, overrides: dict) -> l
         pflop = flop_per_face * faces * cfg.train.epoch_multiplier * h["epoch"] / 1e15
         rows.append({"epoch": h["epoch"], "minutes": elapsed / 60, "pflop": pflop,
                      "val_acc": h["val_acc"]})
+    (out / "bench-train.json").write_text(json.dumps(rows, indent=1))  # the table, kept
     return rows
 
 
@@ -51,10 +79,12 @@ def first_reaching(rows: list[dict], target: float) -> dict | None:
     return next((r for r in rows if r["val_acc"] >= target), None)
 
 
-def spread(values: list[float]) -> str:
+def spread(values: list[float], fmt: str = ".2%") -> str:
+    """Mean, standard deviation, min and max of ``values``, each formatted with ``fmt``."""
     mean = statistics.mean(values)
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.2%} (sd {sd:.2%}, min {min(values):.2%}, max {max(values):.2%})"
+    return (f"{mean:{fmt}} (sd {sd:{fmt}}, min {min(values):{fmt}}, "
+            f"max {max(values):{fmt}})")
 
 
 def draw(runs: dict[int, list[dict]], target: float, path: Path, title: str) -> None:
@@ -90,6 +120,8 @@ def main() -> int:
     ap.add_argument("--target", type=float, default=0.68, help="PublicTest accuracy to reach")
     ap.add_argument("--epochs", type=int, default=0, help="override the recipe's epochs")
     ap.add_argument("--out", default="runs/bench-train", help="folder of the seeds' runs")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="change one value of the recipe (repeatable)")
     args = ap.parse_args()
     if not Path(args.data).exists():
         print(f"{args.data} not found; bench-train needs the FER2013 file", file=sys.stderr)
@@ -101,16 +133,20 @@ def main() -> int:
     runs = {}
     for seed in args.seeds:
         print(f"\nseed {seed}: ferlab train --recipe {args.recipe} --seed {seed}"
-              + (f" --epochs {args.epochs}" if args.epochs else ""))
-        runs[seed] = run_seed(args.data, args.recipe, seed, out / f"seed{seed}", overrides)
+              + (f" --epochs {args.epochs}" if args.epochs else "")
+              + "".join(f" [{s}]" for s in args.set))
+        runs[seed] = run_seed(args.data, args.recipe, seed, out / f"seed{seed}", overrides,
+                              args.set)
         print(f"{'epoch':>5} {'minutes':>8} {'PFLOP':>7} {'PublicTest':>10}")
         for r in runs[seed]:
             print(f"{r['epoch']:5d} {r['minutes']:8.2f} {r['pflop']:7.3f} {r['val_acc']:10.2%}")
 
     print(f"\n{args.recipe}, {len(runs)} seeds, PublicTest with the recipe's TTA")
     print(f"  final accuracy: {spread([rows[-1]['val_acc'] for rows in runs.values()])}")
-    print(f"  minutes in all: {spread([rows[-1]['minutes'] for rows in runs.values()])[:-1]}"
-          .replace("%", ""))
+    best = [max(r["val_acc"] for r in rows) for rows in runs.values()]
+    print(f"  best epoch's accuracy: {spread(best)}")
+    print(f"  minutes in all: {spread([rows[-1]['minutes'] for rows in runs.values()], '.1f')}")
+    print(f"  PFLOP in all: {runs[next(iter(runs))][-1]['pflop']:.3f}")
     reached = {s: first_reaching(rows, args.target) for s, rows in runs.items()}
     for s, r in reached.items():
         print(f"  seed {s}: " + (f"{args.target:.0%} at epoch {r['epoch']}, {r['minutes']:.1f} "
