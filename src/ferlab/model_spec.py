@@ -15,6 +15,7 @@ from torch import nn
 from .assets import bundled_model_path
 from .ensemble import ENSEMBLE_FILE, Ensemble, is_ensemble_dir, load_ensemble
 from .errors import ModelError
+from .inference import TTA_MODES
 from .model_file import load_model_file, read_model_meta
 from .runs import MODEL_FILE
 
@@ -60,7 +61,7 @@ def recommended_tta(spec: str | Path) -> str | None:
     if not is_bundled(spec) and (p.suffix == ".onnx" or (p.is_dir() and is_ensemble_dir(p))):
         return None
     tta = read_model_meta(resolve_model_path(spec)).get("tta")
-    return tta if tta in ("flip", "shift") else None
+    return tta if tta in TTA_MODES else None
 
 
 def load_model(spec: str | Path = BUNDLED) -> nn.Module:
