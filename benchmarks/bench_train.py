@@ -56,22 +56,31 @@ def run_seed(data: str, recipe: str, seed: int, out: Path, overrides: dict,
              settings: list[str]) -> list[dict]:
     """Train one seed; returns per-epoch rows: epoch, minutes, pflop, val_acc."""
     cfg = with_settings(recipe_config(recipe, data, seed=seed, **overrides), settings)
-    model = create_model(cfg.model.name, **cfg.model.kwargs)
-    flop_per_face = 3 * forward_mflops(model) * 1e6  # forward + backward (x2)
     t0 = time.perf_counter()
     train(cfg, out, force=True, progress=False, log=lambda s: print(f"  [seed {seed}] {s}"))
-    total = time.perf_counter() - t0
+    rows = seed_table(out, time.perf_counter() - t0)
+    (out / "bench-train.json").write_text(json.dumps(rows, indent=1))  # the table, kept
+    return rows
+
+
+def seed_table(out: Path, total_seconds: float | None = None) -> list[dict]:
+    """The per-epoch rows of the finished run ``out``. Minutes count from the start of
+    ``train()`` when ``total_seconds`` (its wall clock) is given, else from the first epoch
+    (without the few seconds of start-up)."""
+    cfg = RunConfig.load(out / "config.json")
+    model = create_model(cfg.model.name, **cfg.model.kwargs)
+    side = cfg.augment.crop_size or 48  # the size of the training faces
+    flop_per_face = 3 * forward_mflops(model, side) * 1e6  # forward + backward (x2)
     hist = read_history(out)
     faces = json.loads((out / "config.json").read_text())["train_faces"]
     # history's seconds cover each epoch's training and validation; the rest is start-up.
-    elapsed = total - sum(h["seconds"] for h in hist)
+    elapsed = 0.0 if total_seconds is None else total_seconds - sum(h["seconds"] for h in hist)
     rows = []
     for h in hist:
         elapsed += h["seconds"]
         pflop = flop_per_face * faces * cfg.train.epoch_multiplier * h["epoch"] / 1e15
         rows.append({"epoch": h["epoch"], "minutes": elapsed / 60, "pflop": pflop,
                      "val_acc": h["val_acc"]})
-    (out / "bench-train.json").write_text(json.dumps(rows, indent=1))  # the table, kept
     return rows
 
 

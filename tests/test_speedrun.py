@@ -182,3 +182,40 @@ def test_evaluate_uses_the_tta_the_model_records_unless_told(tmp_path, fer_csv, 
                  str(tmp_path / "ev2"), "--tta", "none"]) == 0
     out = capsys.readouterr()
     assert "recommends" not in out.err and "TTA" not in out.out
+
+
+def test_random_window_cuts_each_face_at_its_own_integer_offset():
+    from ferlab.augment import random_window
+
+    x = torch.arange(16 * 48 * 48, dtype=torch.float32).view(16, 1, 48, 48)
+    w = random_window(x, 40, torch.Generator().manual_seed(0))
+    assert w.shape == (16, 1, 40, 40)
+    offsets = set()
+    for face, window in zip(x, w, strict=True):
+        # the window's first pixel says where it was cut: an exact copy of that slice
+        y0, x0 = divmod(int(window[0, 0, 0] - face[0, 0, 0]), 48)
+        torch.testing.assert_close(window, face[:, y0:y0 + 40, x0:x0 + 40], rtol=0, atol=0)
+        offsets.add((y0, x0))
+    assert len(offsets) > 1 and all(0 <= a <= 8 and 0 <= b <= 8 for a, b in offsets)
+
+
+def test_crop_size_trains_on_windows_and_validates_on_whole_faces(tmp_path, faces):
+    data = make_split(faces.subset(slice(0, 400)), "stratified:0.2")
+    base = _speedrun_cfg(1)
+    cfg = dataclasses.replace(base, augment=dataclasses.replace(base.augment, crop_size=40))
+    run = train(cfg, tmp_path / "run", data=data, progress=False, log=lambda s: None)
+    assert RunConfig.load(run / "config.json").augment.crop_size == 40
+    assert load_model(run)(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
+
+
+def test_crop_size_is_checked_against_the_net_and_its_range():
+    for bad in (8, 49):
+        with pytest.raises(ConfigError, match="crop size"):
+            RunConfig(augment=AugmentConfig(crop_size=bad)).validate()
+    cfg = RunConfig(model=ModelConfig("vgg"), augment=AugmentConfig(crop_size=40))
+    from ferlab.training.start import build_model
+
+    with pytest.raises(ConfigError, match="cannot take 40x40"):
+        build_model(cfg, torch.device("cpu"), init=False)
+    args = build_parser().parse_args(["train", "--data", "x.csv", "--crop-size", "44"])
+    assert config_from_args(args).augment.crop_size == 44

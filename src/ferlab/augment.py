@@ -1,4 +1,5 @@
-"""Batched augmentation on tensors: flip, shift, rotation, zoom, shear, crop, erasing, mixup.
+"""Batched augmentation on tensors: flip, shift, rotation, zoom, shear, crop, erasing, mixup,
+and random windows smaller than the face.
 
 Every geometric op is folded into one random affine map per face and applied with a single
 ``grid_sample`` call for the whole batch, so augmentation costs a few milliseconds per batch
@@ -76,6 +77,23 @@ def random_erase(x: torch.Tensor, p: float, g: torch.Generator, area=(0.02, 0.2)
     return torch.where(mask.unsqueeze(1), noise, x)
 
 
+def random_window(x: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
+    """A random ``size`` x ``size`` window of each face of ``[N, C, H, W]``, at integer offsets
+    (no resampling): the 40-44 px training crops of the FER2013 papers.
+
+    Example:
+        >>> random_window(torch.rand(4, 1, 48, 48), 40, torch.Generator().manual_seed(0)).shape
+        torch.Size([4, 1, 40, 40])
+    """
+    n, _, h, w = x.shape
+    y0 = torch.randint(0, h - size + 1, (n, 1), generator=g)
+    x0 = torch.randint(0, w - size + 1, (n, 1), generator=g)
+    steps = torch.arange(size)
+    rows, cols = (y0 + steps).unsqueeze(2), (x0 + steps).unsqueeze(1)  # [N, S, 1], [N, 1, S]
+    faces = torch.arange(n).view(n, 1, 1)
+    return x.permute(0, 2, 3, 1)[faces, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
 def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator,
             flip: torch.Tensor | None = None) -> torch.Tensor:
     """Apply every augmentation ``cfg`` turns on to a float batch ``[N, 1, 48, 48]`` in [0, 1];
@@ -88,6 +106,8 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator,
     """
     if cfg.flip or cfg.shift or cfg.rotation or cfg.zoom or cfg.shear or cfg.crop:
         x = random_affine(x, cfg, g, flip)
+    if cfg.crop_size and cfg.crop_size < x.shape[-1]:
+        x = random_window(x, cfg.crop_size, g)
     if cfg.erase:
         x = random_erase(x, cfg.erase, g)
     return x

@@ -275,6 +275,10 @@ def add_train(sub) -> None:
     g.add_argument("--zoom", type=_nonneg_float, default=a.zoom, help="fraction")
     g.add_argument("--shear", type=_nonneg_float, default=a.shear, help="degrees")
     g.add_argument("--crop", type=int, default=a.crop, help="random-crop padding, pixels")
+    g.add_argument("--crop-size", type=int, default=a.crop_size, metavar="PX",
+                   help="train on random PX x PX windows of each face (e.g. 40; 0 = whole "
+                        "faces); the net is tested on whole faces, so it needs a size-free "
+                        "head (speedrun, or a net with global pooling)")
     g.add_argument("--erase", type=_nonneg_float, default=a.erase,
                    help="random-erasing probability")
     g.add_argument("--mixup", type=_nonneg_float, default=a.mixup,
@@ -288,8 +292,8 @@ def config_from_args(args):
                          mixup=0) if args.no_augment else
            AugmentConfig(flip=not args.no_flip, alternate_flip=args.alternate_flip,
                          shift=args.shift, rotation=args.rotation,
-                         zoom=args.zoom, shear=args.shear, crop=args.crop, erase=args.erase,
-                         mixup=args.mixup))
+                         zoom=args.zoom, shear=args.shear, crop=args.crop,
+                         crop_size=args.crop_size, erase=args.erase, mixup=args.mixup))
     return RunConfig(
         data=DataConfig(path=args.data, val_split=args.val_split,
                         skip_bad_rows=args.skip_bad_rows, limit=args.limit),

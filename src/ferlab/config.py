@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .constants import IMAGE_SIZE
 from .errors import ConfigError
 from .precision import PRECISIONS
 
@@ -39,13 +40,15 @@ class AugmentConfig:
     zoom: float = 0.1  # scale drawn from [1 - zoom, 1 + zoom]
     shear: float = 0.0  # max shear, degrees
     crop: int = 0  # random crop: pad by this many px (edge-replicated) and crop 48x48 back
+    crop_size: int = 0  # train on a random crop_size x crop_size window of each face (0 = the
+    # whole face); the net still sees whole faces at test, so it needs a size-free head
     erase: float = 0.0  # probability of random erasing of one rectangle
     mixup: float = 0.0  # mixup/cutmix Beta(alpha, alpha) parameter (0 = off)
 
     @property
     def enabled(self) -> bool:
         return any([self.flip, self.shift, self.rotation, self.zoom, self.shear, self.crop,
-                    self.erase, self.mixup])
+                    self.crop_size, self.erase, self.mixup])
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,11 @@ class RunConfig:
             (self.augment.shift >= 0 and self.augment.rotation >= 0 and self.augment.zoom >= 0
              and self.augment.shear >= 0 and self.augment.crop >= 0,
              "augmentation magnitudes must be >= 0"),
+            (self.augment.crop_size == 0 or 16 <= self.augment.crop_size <= IMAGE_SIZE,
+             f"crop size must be 0 (whole face) or 16 to {IMAGE_SIZE} px, "
+             f"got {self.augment.crop_size}"),
+            (not (self.augment.crop_size and t.teacher and not t.teacher_cache),
+             "a teacher predicts whole faces: use --teacher-cache with --crop-size"),
             (0 <= self.augment.erase <= 1,
              f"erase probability must be in [0, 1], got {self.augment.erase}"),
             (self.augment.mixup >= 0, f"mixup alpha must be >= 0, got {self.augment.mixup}"),

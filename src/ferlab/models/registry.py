@@ -106,8 +106,9 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return trainable, stats
 
 
-def forward_mflops(model: nn.Module) -> float:
-    """FLOPs (2 per multiply-accumulate) of one forward pass of one face, in millions.
+def forward_mflops(model: nn.Module, size: int = IMAGE_SIZE) -> float:
+    """FLOPs (2 per multiply-accumulate) of one forward pass of one ``size`` x ``size`` face,
+    in millions.
 
     Counted from conv and linear layers with forward hooks; elementwise ops are ignored.
     """
@@ -132,7 +133,7 @@ def forward_mflops(model: nn.Module) -> float:
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE))
+            model(torch.zeros(1, 1, size, size))
     finally:
         for h in handles:
             h.remove()

@@ -133,10 +133,27 @@ def build_model(cfg: RunConfig, device: torch.device, *, init: bool,
         load_init_weights(model, t.init)
     elif init and faces is not None and hasattr(model, "init_from_faces"):
         model.init_from_faces(to_model_input(faces[:DATA_INIT_FACES]))
+    if cfg.augment.crop_size:
+        check_takes_size(model, cfg.model.name, cfg.augment.crop_size)
     model = model.to(device)
     if t.channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def check_takes_size(model: FERModel, name: str, size: int) -> None:
+    """Raise ConfigError unless ``model`` classifies ``size`` x ``size`` faces (--crop-size)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, size, size))
+    except RuntimeError as e:
+        raise ConfigError(f"model {name!r} cannot take {size}x{size} crops (its head is built "
+                          f"for whole faces): drop --crop-size, or use a net with a size-free "
+                          f"head such as 'speedrun'") from e
+    finally:
+        model.train(was_training)
 
 
 def git_commit() -> str:
