@@ -199,11 +199,19 @@ def test_random_window_cuts_each_face_at_its_own_integer_offset():
     assert len(offsets) > 1 and all(0 <= a <= 8 and 0 <= b <= 8 for a, b in offsets)
 
 
-def test_crop_size_trains_on_windows_and_validates_on_whole_faces(tmp_path, faces):
+def test_crop_size_trains_on_windows_and_validates_on_whole_faces(tmp_path, faces,
+                                                                 monkeypatch):
+    from ferlab.models.speedrun import SpeedrunNet
+
+    seen = set()  # (training?, side) of every batch the net is given
+    forward = SpeedrunNet.forward
+    monkeypatch.setattr(SpeedrunNet, "forward",
+                        lambda self, x: seen.add((self.training, x.shape[-1])) or forward(self, x))
     data = make_split(faces.subset(slice(0, 400)), "stratified:0.2")
     base = _speedrun_cfg(1)
     cfg = dataclasses.replace(base, augment=dataclasses.replace(base.augment, crop_size=40))
     run = train(cfg, tmp_path / "run", data=data, progress=False, log=lambda s: None)
+    assert (True, 40) in seen and (False, 48) in seen and (True, 48) not in seen
     assert RunConfig.load(run / "config.json").augment.crop_size == 40
     assert load_model(run)(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
 
