@@ -16,12 +16,14 @@ from ferlab.ensemble import (
     Ensemble,
     accuracy_by_members,
     combine,
+    fit_temperatures,
     load_ensemble,
     save_ensemble,
+    save_ensemble_file,
 )
 from ferlab.errors import ConfigError, ModelError
 from ferlab.model_file import save_model
-from ferlab.model_spec import build_ensemble, load_model
+from ferlab.model_spec import build_ensemble, load_model, recommended_tta
 from ferlab.models import create_model
 from ferlab.training.members import train_members
 
@@ -109,6 +111,53 @@ def test_ensemble_folder_round_trip(tmp_path):
     assert len(Ensemble([loaded, a]).members) == 3
 
 
+def test_one_file_ensemble_keeps_members_temperatures_and_tta(tmp_path):
+    torch.manual_seed(0)
+    a, b = create_model("cnn-leaky").eval(), create_model("vgg", width=8).eval()
+    ens = Ensemble([a, b], "mean", ["a", "b"], temperatures=[2.0, 0.5], tta="flip")
+    x = torch.rand(4, 1, 48, 48)
+    with torch.no_grad():
+        want = ((a(x) / 2.0).softmax(1) + (b(x) / 0.5).softmax(1)) / 2
+        torch.testing.assert_close(ens(x).softmax(1), want, atol=1e-5, rtol=1e-4)
+    path = save_ensemble_file(ens, tmp_path / "ens.safetensors", run="test")
+    loaded = load_model(path)
+    assert isinstance(loaded, Ensemble) and not loaded.training
+    assert loaded.temperatures == [2.0, 0.5] and loaded.method == "mean"
+    assert [m.name for m in loaded.members] == ["cnn-leaky", "vgg"]
+    assert recommended_tta(path) == "flip"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), ens(x))
+    # float16 storage: half the bytes, nearly the same probabilities
+    half = save_ensemble_file(ens, tmp_path / "half.safetensors", half=True)
+    assert half.stat().st_size < 0.6 * path.stat().st_size
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(half)(x).softmax(1), want, atol=2e-3, rtol=0)
+    # the folder form keeps them too, and a folder may hold a one-file ensemble as a member
+    folder = save_ensemble(loaded, tmp_path / "folder")
+    assert recommended_tta(folder) == "flip"
+    assert load_model(folder).temperatures == [2.0, 0.5]
+    desc = {"format": "ferlab-ensemble/1", "method": "mean", "members": ["ens.safetensors"]}
+    (tmp_path / ENSEMBLE_FILE).write_text(json.dumps(desc))
+    assert len(load_model(tmp_path).members) == 2
+    with pytest.raises(ConfigError, match="temperatures"):
+        Ensemble([a, b], "mean", temperatures=[1.0])
+    with pytest.raises(ConfigError, match="positive"):
+        Ensemble([a, b], "mean", temperatures=[1.0, 0.0])
+
+
+def test_fitted_temperature_follows_confidence():
+    # A member that is right 3 times in 4 but sure every time should be cooled (T > 1);
+    # one that is always right but shy should be sharpened (T < 1).
+    y = torch.tensor([0, 1, 0, 1] * 25)
+    sure = torch.tensor([[6.0, -6.0], [-6.0, 6.0], [6.0, -6.0], [6.0, -6.0]] * 25)
+    shy = torch.tensor([[0.3, -0.3], [-0.3, 0.3]] * 50)
+    t_sure, t_shy = fit_temperatures(torch.stack([sure, shy]), y)
+    assert t_sure > 2 and t_shy < 1
+    # NLL at the fitted temperature is no worse than at 1
+    nll = lambda z, t: nn.functional.cross_entropy(z / t, y).item()  # noqa: E731
+    assert nll(sure, t_sure) <= nll(sure, 1.0) and nll(shy, t_shy) <= nll(shy, 1.0)
+
+
 def test_broken_ensemble_folders(tmp_path):
     a = save_model(create_model("cnn-leaky"), tmp_path / "ens" / "m.safetensors")
     folder = a.parent
@@ -137,9 +186,28 @@ def test_cli_ensemble_then_evaluate(eval_run, fer_csv, tmp_path, capsys):
     assert main(["evaluate", "--model", str(out), "--data", str(fer_csv), "--out",
                  str(tmp_path / "eval")]) == 0
     m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert m["model"].startswith("ensemble(mean, 2 members)") and m["accuracy"] >= 0.9
+    assert m["model"].startswith("ensemble(mean, 2 members: 2 x cnn-leaky") and m["accuracy"] >= 0.9
     rc = main(["ensemble", str(tmp_path / "nothing"), "--out", str(tmp_path / "e2")])
     assert rc == 2 and "nothing" in capsys.readouterr().err
+
+
+def test_cli_calibrated_one_file_ensemble(eval_run, fer_csv, tmp_path, capsys):
+    out = tmp_path / "ens.safetensors"
+    assert main(["ensemble", str(eval_run), str(eval_run), "--method", "mean", "--out", str(out),
+                 "--half", "--tta", "flip", "--calibrate", str(fer_csv),
+                 "--split", "PublicTest", "--precision", "fp32"]) == 0
+    printed = capsys.readouterr().out
+    assert "temperature" in printed and "calibrated" in printed and "recommends flip" in printed
+    ens = load_model(out)
+    assert len(ens.temperatures) == 2 and ens.temperatures[0] == ens.temperatures[1] != 1.0
+    assert main(["evaluate", "--model", str(out), "--data", str(fer_csv), "--out",
+                 str(tmp_path / "eval")]) == 0
+    assert "flip TTA, as the model recommends" in capsys.readouterr().err
+    m = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert m["tta"] == "flip" and m["accuracy"] >= 0.9
+    assert main(["ensemble", str(eval_run), "--out", str(tmp_path / "f"), "--half"]) == 2
+    assert main(["ensemble", str(eval_run), "--out", str(tmp_path / "g"),
+                 "--temperatures", "1,2"]) == 2
 
 
 def test_train_members(faces, tmp_path):
@@ -178,3 +246,36 @@ def test_cli_train_members(fer_csv, tmp_path, capsys):
     assert len(load_model(out).members) == 2
     spec = json.loads((out / ENSEMBLE_FILE).read_text())
     assert spec["holdout_faces"] == 140  # the file's PublicTest rows
+
+
+def _bundle_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bundle_model.py"
+    spec = importlib.util.spec_from_file_location("bundle_model", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_bundle_script_ships_an_ensemble_with_its_members_provenance(eval_run, tmp_path,
+                                                                     monkeypatch):
+    bundle = _bundle_script()
+    monkeypatch.setattr(bundle, "DOCS_ROOT", tmp_path / "docs")
+    monkeypatch.setattr(bundle, "bundled_model_path", lambda name: tmp_path / f"{name}.st")
+    old_docs = tmp_path / "docs" / "bundled"
+    old_docs.mkdir(parents=True)
+    (old_docs / "config.json").write_text("{}")  # the model shipped before
+    ens = build_ensemble([eval_run, eval_run / "model.safetensors"], "mean")
+    ens.temperatures, ens.tta = [0.8, 1.2], "flip"
+    ens.sources[1] = "bundled"  # as if the shipped model were the second member
+    path = save_ensemble_file(ens, tmp_path / "ens.safetensors")
+    assert bundle.main([str(path), "--name", "bundled"]) == 0
+    shipped = load_model(tmp_path / "bundled.st")
+    assert isinstance(shipped, Ensemble) and shipped.temperatures == [0.8, 1.2]
+    assert recommended_tta(tmp_path / "bundled.st") == "flip"
+    assert shipped.meta["stored_dtype"] == "float16"
+    docs = tmp_path / "docs" / "bundled"
+    assert (docs / f"member-0-{eval_run.name}" / "config.json").is_file()
+    assert (docs / "member-1-bundled" / "config.json").is_file()  # the old provenance kept

@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .errors import FerlabError
+from .errors import ConfigError, DataError, FerlabError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -159,6 +159,7 @@ def add_models(sub) -> None:
 
 def cmd_models(args) -> int:
     from .assets import bundled_model_path
+    from .evaluate import model_description
     from .model_spec import BUNDLED, BUNDLED_FAST, load_model
     from .models import count_params, describe_model, forward_mflops, list_models, model_stats
 
@@ -174,9 +175,13 @@ def cmd_models(args) -> int:
             continue
         model = load_model(name)
         params, buffers = count_params(model)
-        kwargs = f" {json.dumps(model.kwargs)}" if model.kwargs else ""
-        print(f"{name:<13}{params:>11,}{buffers:>10,}{forward_mflops(model):>9.1f}  {role}: a "
-              f"trained {model.name}{kwargs} ({path.name}, {path.stat().st_size / 1e6:.1f} MB)")
+        if getattr(model, "members", None) is not None:
+            what = f"a trained {model_description(model)}"
+        else:
+            what = f"a trained {model.name}" + (f" {json.dumps(model.kwargs)}"
+                                                if model.kwargs else "")
+        print(f"{name:<13}{params:>11,}{buffers:>10,}{forward_mflops(model):>9.1f}  {role}: "
+              f"{what} ({path.name}, {path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 
@@ -598,24 +603,85 @@ def cmd_compare(args) -> int:
 
 
 def add_ensemble(sub) -> None:
-    p = sub.add_parser("ensemble", help="combine models into one ensemble model folder",
-                       description="Make an ensemble folder (ensemble.json + member weights) "
-                                   "usable wherever a model is: evaluate, predict, explain.")
+    p = sub.add_parser("ensemble", help="combine models into one ensemble model",
+                       description="Make an ensemble (a folder: ensemble.json + member weights; "
+                                   "or one .safetensors file) usable wherever a model is: "
+                                   "evaluate, predict, explain. With --calibrate, each member "
+                                   "first gets the temperature that makes its probabilities "
+                                   "honest on labelled faces, so the mean weighs members by "
+                                   "how right they are rather than how sure.")
     p.set_defaults(run=cmd_ensemble)
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run folders, model files or ensemble folders")
     p.add_argument("--method", choices=["vote", "mean"], default="vote",
                    help="majority vote (ties: mean probability) or mean probability")
-    p.add_argument("--out", required=True, help="ensemble folder to write")
+    p.add_argument("--out", required=True,
+                   help="ensemble folder to write, or a .safetensors file for a one-file "
+                        "ensemble")
+    p.add_argument("--half", action="store_true",
+                   help="with a .safetensors --out: store the weights in float16 (half the "
+                        "bytes, as the bundled model ships)")
+    p.add_argument("--tta", choices=("none", "flip", "shift"), default="none",
+                   help="the test-time augmentation the ensemble recommends (evaluate and "
+                        "predict use it unless told otherwise), and the one --calibrate scores "
+                        "with")
+    p.add_argument("--temperatures", type=_float_list, metavar="T1,T2,...",
+                   help="each member's softmax temperature, by hand (default 1)")
+    p.add_argument("--calibrate", metavar="DATA",
+                   help="labelled faces to fit each member's temperature on (fer2013.csv(.gz), "
+                        "train.csv or image folder)")
+    p.add_argument("--split", choices=["PublicTest", "PrivateTest", "Training", "all"],
+                   help="with --calibrate: the rows to fit on (default: the file's test rows "
+                        "when it has Usage, else all rows)")
+    p.add_argument("--skip-bad-rows", action="store_true", help="skip and count malformed rows")
+    _add_compute(p, alias="bf16")
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(t) for t in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}") from None
 
 
 def cmd_ensemble(args) -> int:
-    from .ensemble import save_ensemble
+    from .ensemble import Ensemble, calibrate, save_ensemble, save_ensemble_file
     from .model_spec import build_ensemble
 
     ens = build_ensemble(args.runs, args.method)
-    out = save_ensemble(ens, args.out)
-    print(f"{ens.name} in {out}")
+    tta = None if args.tta == "none" else args.tta
+    if args.temperatures is not None:
+        ens = Ensemble(list(ens.members), ens.method, ens.sources, args.temperatures)
+    ens.tta = tta
+    if args.calibrate:
+        from .data import load_faces, select_split
+        from .threads import configure_threads
+
+        faces = select_split(load_faces(args.calibrate, skip_bad_rows=args.skip_bad_rows),
+                             args.split or "test")
+        if not faces.has_labels:
+            raise DataError(f"{faces.source}: --calibrate needs labelled faces")
+        configure_threads(args.threads, "batch")
+        shown = "+".join(faces.split_names()) or "all"
+        _progress_line("ensemble")(f"fitting {len(ens.members)} temperatures on "
+                                   f"{len(faces):,} faces [{shown}]"
+                                   + (f" with {tta} TTA" if tta else "") + " ...")
+        fit = calibrate(ens, faces.images, faces.labels, tta=tta, precision=_precision(args),
+                        progress=True)
+        for src, t, acc in zip(ens.sources, fit["temperatures"], fit["member_accuracy"],
+                               strict=True):
+            print(f"  {src}: {acc:.2%} alone, temperature {t:.3f}")
+        print(f"{args.method} of {len(ens.members)} on these faces: "
+              f"{fit['accuracy_before']:.2%} at temperature 1, "
+              f"{fit['accuracy_after']:.2%} calibrated")
+    if args.out.endswith(".safetensors"):
+        out = save_ensemble_file(ens, args.out, half=args.half)
+    else:
+        if args.half:
+            raise ConfigError("--half needs a .safetensors --out (a one-file ensemble)")
+        out = save_ensemble(ens, args.out)
+    print(f"{ens.name} in {out}" + (f" (recommends {tta} TTA)" if tta else ""))
     return 0
 
 

@@ -8,9 +8,14 @@ the log of the combined probabilities, so ``softmax`` gives them back:
 * ``vote``: each member votes for its argmax; the output is the vote share, with ties broken by
   the mean probability (a tiny ``TIE_BREAK`` share of it is added before normalising).
 
+Each member's logits may be divided by its own temperature before the softmax
+(:func:`fit_temperatures`): members trained with different label smoothing are confident to
+different degrees, and the mean should weigh them by how right they are, not by how sure.
+
 On disk an ensemble is a folder: ``ensemble.json`` (format, method, member files relative to the
-folder) and the members' safetensors files. ``load_model(folder)`` loads it
-(:mod:`ferlab.model_spec`).
+folder, temperatures, the recommended TTA) and the members' safetensors files; or one
+safetensors file holding every member (:func:`save_ensemble_file`, how the bundled ensemble
+ships). ``load_model`` loads either (:mod:`ferlab.model_spec`).
 
 :func:`accuracy_by_members` is the vote arithmetic that member training and the report print.
 """
@@ -27,9 +32,11 @@ from torch import nn
 from .constants import EMOTIONS
 from .errors import ConfigError, ModelError
 from .io_utils import read_json, write_json
-from .model_file import load_model_file, save_model
+from .model_file import load_model_file, load_weights, read_model_meta, save_model, write_model_file
+from .models import create_model
 
 METHODS = ("vote", "mean")
+ENSEMBLE_NAME = "ensemble"  # the model name in the metadata of a one-file ensemble
 ENSEMBLE_FILE = "ensemble.json"
 ENSEMBLE_FORMAT = "ferlab-ensemble/1"
 TIE_BREAK = 1e-3  # weight of the mean probability added to vote shares; < 1 vote of any size
@@ -62,6 +69,8 @@ class Ensemble(nn.Module):
         method: ``vote`` or ``mean``.
         name: ``ensemble(<method>, <n> members)``.
         sources: where each member came from (for messages and ``ensemble.json``).
+        temperatures: one positive float per member; its logits are divided by it.
+        tta: the test-time augmentation the ensemble was tuned with (``flip``...) or None.
 
     Example:
         >>> ens = Ensemble([load_model("runs/a"), load_model("runs/b")], "mean")  # doctest: +SKIP
@@ -69,24 +78,34 @@ class Ensemble(nn.Module):
     """
 
     def __init__(self, members: Sequence[nn.Module], method: str = "vote",
-                 sources: Sequence[str] | None = None) -> None:
+                 sources: Sequence[str] | None = None,
+                 temperatures: Sequence[float] | None = None, tta: str | None = None) -> None:
         super().__init__()
         if method not in METHODS:
             raise ConfigError(f"ensemble method must be one of {METHODS}, got {method!r}")
-        flat, flat_sources = [], []
+        flat, flat_sources, flat_temps = [], [], []
         srcs = list(sources) if sources is not None else [""] * len(members)
-        for m, s in zip(members, srcs, strict=True):
+        temps = list(temperatures) if temperatures is not None else [1.0] * len(members)
+        if len(temps) != len(members):
+            raise ConfigError(f"{len(temps)} temperatures for {len(members)} members")
+        for m, s, t in zip(members, srcs, temps, strict=True):
             if isinstance(m, Ensemble):  # an ensemble of ensembles is one flat ensemble
                 flat += list(m.members)
                 flat_sources += m.sources
+                flat_temps += [t * u for u in m.temperatures]
             else:
                 flat.append(m)
                 flat_sources.append(s)
+                flat_temps.append(float(t))
         if not flat:
             raise ModelError("an ensemble needs at least one member model")
+        if not all(t > 0 for t in flat_temps):
+            raise ConfigError(f"member temperatures must be positive, got {flat_temps}")
         self.members = nn.ModuleList(flat)
         self.method = method
         self.sources = flat_sources
+        self.temperatures = flat_temps
+        self.tta = tta
         self.name = f"ensemble({method}, {len(flat)} members)"
         self.kwargs = {"method": method, "members": len(flat)}
         self.meta: dict = {}
@@ -96,8 +115,9 @@ class Ensemble(nn.Module):
                           else "")
 
     def member_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """Each member's softmax probabilities, ``[M, N, 7]``."""
-        return torch.stack([m(x).float().softmax(1) for m in self.members])
+        """Each member's softmax probabilities (at its temperature), ``[M, N, 7]``."""
+        return torch.stack([(m(x).float() / t).softmax(1)
+                            for m, t in zip(self.members, self.temperatures, strict=True)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = combine(self.member_probs(x), self.method)
@@ -122,12 +142,78 @@ def save_ensemble(ensemble: Ensemble, out_dir: str | Path) -> Path:
         files.append(name)
     write_json(out / ENSEMBLE_FILE, {"format": ENSEMBLE_FORMAT, "method": ensemble.method,
                                      "members": files, "sources": ensemble.sources,
-                                     "classes": list(EMOTIONS)})
+                                     "temperatures": ensemble.temperatures,
+                                     "tta": ensemble.tta, "classes": list(EMOTIONS)})
     return out
+
+
+def save_ensemble_file(ensemble: Ensemble, path: str | Path, *, half: bool = False,
+                       **info) -> Path:
+    """Write the whole ensemble as one safetensors file (``half``: weights in float16).
+
+    Its tensors are the ensemble's state dict (``members.<i>.<name>``); its metadata says how
+    to rebuild each member, the method, temperatures and TTA. One file is what a model
+    argument, ``scripts/bundle_model.py`` and the bundled model expect.
+    """
+    members = [{"name": m.name, "kwargs": m.kwargs} for m in ensemble.members]
+    meta = {"name": ENSEMBLE_NAME, "kwargs": {"method": ensemble.method},
+            "members": members, "temperatures": ensemble.temperatures,
+            "sources": ensemble.sources, **info}
+    if ensemble.tta:
+        meta["tta"] = ensemble.tta
+    return write_model_file(ensemble.state_dict(), meta, path, half=half)
+
+
+def is_ensemble_file_meta(meta: dict) -> bool:
+    """Whether a model file's metadata (``read_model_meta``) describes an ensemble."""
+    return meta.get("name") == ENSEMBLE_NAME
+
+
+def load_ensemble_file(path: str | Path) -> Ensemble:
+    """Load an ensemble written by :func:`save_ensemble_file`, in eval mode.
+
+    Raises:
+        ModelError: the file is not a ferlab ensemble or its weights do not fit its members.
+    """
+    path = Path(path)
+    meta = read_model_meta(path)
+    specs = meta.get("members")
+    if not is_ensemble_file_meta(meta) or not isinstance(specs, list) or not specs:
+        raise ModelError(f"{path}: not a ferlab ensemble file")
+    try:
+        members = [create_model(m["name"], **m.get("kwargs", {})) for m in specs]
+    except (KeyError, TypeError) as e:
+        raise ModelError(f"{path}: ensemble member description is invalid: {e}") from e
+    ens = Ensemble(members, meta.get("kwargs", {}).get("method", "mean"),
+                   meta.get("sources"), meta.get("temperatures"), meta.get("tta"))
+    load_weights(ens, path)
+    for m in ens.members:
+        m.eval()
+    ens.meta = meta
+    return ens.eval()
+
+
+def load_any_model_file(path: str | Path) -> nn.Module:
+    """A one-model file or a one-file ensemble, whichever ``path`` holds, in eval mode."""
+    if is_ensemble_file_meta(read_model_meta(Path(path))):
+        return load_ensemble_file(path)
+    return load_model_file(path)
 
 
 def is_ensemble_dir(path: str | Path) -> bool:
     return (Path(path) / ENSEMBLE_FILE).is_file()
+
+
+def read_ensemble_spec(folder: str | Path) -> dict:
+    """The checked ``ensemble.json`` of an ensemble folder."""
+    path = Path(folder) / ENSEMBLE_FILE
+    try:
+        spec = read_json(path)
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{path}: cannot read ensemble description: {e}") from e
+    if not isinstance(spec, dict) or spec.get("format") != ENSEMBLE_FORMAT:
+        raise ModelError(f"{path}: not a ferlab ensemble (expected format {ENSEMBLE_FORMAT!r})")
+    return spec
 
 
 def load_ensemble(folder: str | Path, method: str | None = None) -> Ensemble:
@@ -139,12 +225,7 @@ def load_ensemble(folder: str | Path, method: str | None = None) -> Ensemble:
     """
     folder = Path(folder)
     path = folder / ENSEMBLE_FILE
-    try:
-        spec = read_json(path)
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{path}: cannot read ensemble description: {e}") from e
-    if not isinstance(spec, dict) or spec.get("format") != ENSEMBLE_FORMAT:
-        raise ModelError(f"{path}: not a ferlab ensemble (expected format {ENSEMBLE_FORMAT!r})")
+    spec = read_ensemble_spec(folder)
     files = spec.get("members")
     if not isinstance(files, list) or not files:
         raise ModelError(f"{path}: 'members' must be a non-empty list of model files")
@@ -156,12 +237,71 @@ def load_ensemble(folder: str | Path, method: str | None = None) -> Ensemble:
             raise ModelError(f"{path}: member {f!r} is outside the ensemble folder")
         if not p.is_file():
             raise ModelError(f"{path}: member file {f!r} is missing")
-        members.append(load_model_file(p))
+        members.append(load_any_model_file(p))
         sources.append(str(f))
     method = method or spec.get("method", "vote")
-    ens = Ensemble(members, method, sources)
+    ens = Ensemble(members, method, sources, spec.get("temperatures"), spec.get("tta"))
     ens.meta = {"format": ENSEMBLE_FORMAT, "method": method, "folder": str(folder)}
     return ens.eval()
+
+
+def fit_temperatures(member_logits: torch.Tensor, labels: torch.Tensor, steps: int = 200
+                     ) -> list[float]:
+    """Each member's temperature: the one that minimises its own negative log-likelihood on
+    labelled faces (Guo et al. 2017, "On calibration of modern neural networks").
+
+    Args:
+        member_logits: ``[M, N, 7]`` logits (log-probabilities will do) of each member.
+        labels: ``[N]`` true classes.
+
+    Example:
+        >>> y = torch.tensor([0, 1, 0, 1])
+        >>> shy = torch.tensor([[[.2, -.2], [-.2, .2], [.2, -.2], [-.2, .2]]])  # right, unsure
+        >>> fit_temperatures(shy, y)[0] < 0.1
+        True
+    """
+    logits = member_logits.detach().float()
+    log_t = torch.zeros(len(logits), requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+    y = labels.long()
+
+    def closure():
+        opt.zero_grad()
+        scaled = logits / log_t.exp()[:, None, None]
+        loss = sum(nn.functional.cross_entropy(s, y) for s in scaled)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    # A member that is right everywhere has no finite best temperature: keep it in a sane range.
+    return [round(float(t), 4) for t in log_t.detach().exp().clamp(0.05, 20.0)]
+
+
+def calibrate(ensemble: Ensemble, images: torch.Tensor | np.ndarray, labels: np.ndarray, *,
+              tta: str | None = None, precision: str = "auto", progress: bool = False) -> dict:
+    """Fit each member's temperature on labelled faces (in place) and record ``tta``.
+
+    Each member is scored once, with ``tta``, and gets the temperature that minimises its
+    negative log-likelihood there (:func:`fit_temperatures`). Returns the temperatures and the
+    ensemble's accuracy before and after, on those same faces.
+    """
+    from .inference import predict_probs  # inference does not need ensembles; no cycle
+
+    y = torch.as_tensor(np.asarray(labels)).long()
+    probs = torch.stack([predict_probs(m, images, tta=tta, precision=precision,
+                                       progress=progress) for m in ensemble.members])
+    logp = probs.clamp_min(1e-12).log()
+
+    def accuracy(temps: Sequence[float]) -> float:
+        scaled = torch.stack([(lp / t).softmax(1) for lp, t in zip(logp, temps, strict=True)])
+        return (combine(scaled, ensemble.method).argmax(1) == y).float().mean().item()
+
+    before = accuracy([1.0] * len(logp))
+    ensemble.temperatures = fit_temperatures(logp, y)
+    ensemble.tta = tta
+    return {"temperatures": ensemble.temperatures, "accuracy_before": before,
+            "accuracy_after": accuracy(ensemble.temperatures),
+            "member_accuracy": [(p.argmax(1) == y).float().mean().item() for p in probs]}
 
 
 def accuracy_by_members(member_probs: np.ndarray, labels: np.ndarray) -> list[dict]:

@@ -17,6 +17,7 @@ Counting metrics come from scikit-learn. Calibration is computed here because sc
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,10 +164,14 @@ def confident_mistakes(probs: np.ndarray, labels: np.ndarray, per_class: int = 6
 
 
 def model_description(model: torch.nn.Module) -> str:
-    """Short name of a model: ``vgg``, ``vgg(width=32)``, ``ensemble(vote, 5 members)``."""
+    """Short name of a model: ``vgg``, ``vgg(width=32)``, ``ensemble(mean, 3 members: vgg(width=48),
+    2 x speedrun)``."""
     name = getattr(model, "name", "") or type(model).__name__
-    if getattr(model, "members", None) is not None:
-        return name
+    members = getattr(model, "members", None)
+    if members is not None:
+        counts = Counter(model_description(m) for m in members)
+        parts = [d if n == 1 else f"{n} x {d}" for d, n in counts.items()]
+        return f"{name[:-1]}: {', '.join(parts)})" if name.endswith(")") else name
     kwargs = getattr(model, "kwargs", {}) or {}
     args = ", ".join(f"{k}={v}" for k, v in kwargs.items())
     return f"{name}({args})" if args else name

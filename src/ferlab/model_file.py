@@ -26,11 +26,18 @@ def save_model(model: FERModel, path: str | Path, *, half: bool = False, **info)
     model, which ships inside the package); loading puts them back into the model's float32
     parameters, so only the stored precision changes.
     """
-    meta = {"format": MODEL_FORMAT, "name": model.name, "kwargs": model.kwargs,
-            "classes": list(EMOTIONS), "image_size": IMAGE_SIZE,
-            "stored_dtype": "float16" if half else "float32", **info}
+    meta = {"name": model.name, "kwargs": model.kwargs, **info}
+    return write_model_file(model.state_dict(), meta, path, half=half)
+
+
+def write_model_file(state: dict[str, torch.Tensor], meta: dict, path: str | Path, *,
+                     half: bool = False) -> Path:
+    """Write ``state`` with ``meta`` (plus the format, classes, image size and stored dtype that
+    every model file carries) as one safetensors file, atomically."""
+    meta = {"format": MODEL_FORMAT, "classes": list(EMOTIONS), "image_size": IMAGE_SIZE,
+            "stored_dtype": "float16" if half else "float32", **meta}
     state = {k: (v.half() if half and v.is_floating_point() else v).detach().to("cpu")
-             .contiguous() for k, v in model.state_dict().items()}
+             .contiguous() for k, v in state.items()}
     atomic_write(path, lambda p: save_file(state, str(p), metadata={"ferlab": json.dumps(meta)}))
     return Path(path)
 
@@ -73,6 +80,17 @@ def load_model_file(path: str | Path) -> FERModel:
     path = Path(path)
     meta = read_model_meta(path)
     model = create_model(meta["name"], **meta.get("kwargs", {}))
+    load_weights(model, path)
+    model.meta = meta
+    return model.eval()
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load the tensors of the model file ``path`` into ``model`` (strictly: every name).
+
+    Raises:
+        ModelError: the tensors cannot be read or do not fit ``model``.
+    """
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -81,9 +99,8 @@ def load_model_file(path: str | Path) -> FERModel:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0] if str(e) else "mismatch"
-        raise ModelError(f"{path}: weights do not fit a {meta['name']!r} model: {first}") from e
-    model.meta = meta
-    return model.eval()
+        name = getattr(model, "name", type(model).__name__)
+        raise ModelError(f"{path}: weights do not fit a {name!r} model: {first}") from e
 
 
 def load_checkpoint(path: str | Path) -> dict:

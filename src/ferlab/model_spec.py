@@ -13,10 +13,17 @@ from pathlib import Path
 from torch import nn
 
 from .assets import bundled_model_path
-from .ensemble import ENSEMBLE_FILE, Ensemble, is_ensemble_dir, load_ensemble
+from .ensemble import (
+    ENSEMBLE_FILE,
+    Ensemble,
+    is_ensemble_dir,
+    load_any_model_file,
+    load_ensemble,
+    read_ensemble_spec,
+)
 from .errors import ModelError
 from .inference import TTA_MODES
-from .model_file import load_model_file, read_model_meta
+from .model_file import read_model_meta
 from .runs import MODEL_FILE
 
 BUNDLED = "bundled"
@@ -55,20 +62,24 @@ def resolve_model_path(spec: str | Path) -> Path:
 
 def recommended_tta(spec: str | Path) -> str | None:
     """The test-time augmentation the model at ``spec`` records as its own (``"flip"`` or
-    ``"shift"``: what it was validated with, ``ferlab train --val-tta``), or None: an ensemble,
-    an ONNX graph, or a model that records none. Reads the file's metadata only."""
+    ``"shift"``: what it was validated with, ``ferlab train --val-tta``, or what an ensemble was
+    tuned with, ``ferlab ensemble --tta``), or None: an ONNX graph, or a model that records
+    none. Reads metadata only."""
     p = Path(spec)
-    if not is_bundled(spec) and (p.suffix == ".onnx" or (p.is_dir() and is_ensemble_dir(p))):
+    if not is_bundled(spec) and p.suffix == ".onnx":
         return None
-    tta = read_model_meta(resolve_model_path(spec)).get("tta")
+    if not is_bundled(spec) and p.is_dir() and is_ensemble_dir(p):
+        tta = read_ensemble_spec(p).get("tta")
+    else:
+        tta = read_model_meta(resolve_model_path(spec)).get("tta")
     return tta if tta in TTA_MODES else None
 
 
 def load_model(spec: str | Path = BUNDLED) -> nn.Module:
-    """Load a model (file, run folder, ensemble folder or ``bundled``) in eval mode.
+    """Load a model (file, run folder, ensemble folder or file, or ``bundled``) in eval mode.
 
-    An ensemble folder (one holding ``ensemble.json``) gives a :class:`ferlab.ensemble.Ensemble`,
-    which takes and returns what a single model does.
+    An ensemble folder (one holding ``ensemble.json``) or a one-file ensemble gives a
+    :class:`ferlab.ensemble.Ensemble`, which takes and returns what a single model does.
 
     Example:
         >>> model = load_model("bundled")
@@ -77,7 +88,7 @@ def load_model(spec: str | Path = BUNDLED) -> nn.Module:
     """
     if not is_bundled(spec) and Path(spec).is_dir() and is_ensemble_dir(spec):
         return load_ensemble(spec)
-    return load_model_file(resolve_model_path(spec))
+    return load_any_model_file(resolve_model_path(spec))
 
 
 def build_ensemble(specs: Sequence[str | Path], method: str = "vote") -> Ensemble:
