@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
                      and args.min_face is None else "")
     print(f"detector: {args.detector}; Haar alt2 step {args.step}; BlazeFace ({args.blaze_backend})"
           f" passes at {sides} px ({passes}){fallback_note}")
-    print(f"classifier: {rec.runtime} {rec.computes_in} (ferlab.runtime.choice)")
+    print(f"classifier: {rec.runtime} {rec.computes_in} (ferlab.runtime.choice); "
+          f"{rec.tta or 'no'} TTA (the model's own, as ferlab predict --image runs it)")
     profile_rec = Recognizer(model, profile=True) if args.profile else None
     # The network table first, on a fresh process: when it came last (and ONNX Runtime's threads
     # still spun), its passes timed up to 2.5x slower than the same passes in the photo table.

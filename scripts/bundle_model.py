@@ -37,8 +37,9 @@ DOCS = DOCS_ROOT / "bundled"
 
 def copy_run_files(run: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
+    # the log: runs/RUN.log beside a run, or train.log inside a snapshot folder
     for src in (run / "config.json", run / "history.csv", run / "metrics.json",
-                run.with_suffix(".log")):
+                run.with_suffix(".log"), run / "train.log"):
         if src.is_file():
             shutil.copy2(src, dest / ("train.log" if src.suffix == ".log" else src.name))
 

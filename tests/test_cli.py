@@ -55,7 +55,9 @@ def test_models_says_what_bundled_is(capsys):
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()
     bundled = [ln for ln in lines if ln.split()[0] == "bundled"]
-    assert len(bundled) == 1 and "a trained vgg" in bundled[0] and "MB)" in bundled[0]
+    # the shipped ensemble names its members' architectures (issue 22)
+    assert len(bundled) == 1 and "MB)" in bundled[0]
+    assert "a trained ensemble(mean, 3 members: vgg(width=48), 2 x speedrun" in bundled[0]
     fast = [ln for ln in lines if ln.split()[0] == "bundled-fast"]
     assert len(fast) == 1 and '"width": 16' in fast[0]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 import torch
@@ -143,6 +144,39 @@ def test_one_file_ensemble_keeps_members_temperatures_and_tta(tmp_path):
         Ensemble([a, b], "mean", temperatures=[1.0])
     with pytest.raises(ConfigError, match="positive"):
         Ensemble([a, b], "mean", temperatures=[1.0, 0.0])
+
+
+def test_output_temperature_keeps_every_label_and_travels_with_the_file(tmp_path):
+    torch.manual_seed(0)
+    a, b = create_model("cnn-leaky").eval(), create_model("vgg", width=8).eval()
+    x = torch.rand(16, 1, 48, 48)
+    plain = Ensemble([a, b], "mean")
+    sharp = Ensemble([a, b], "mean", temperature=0.5)
+    with torch.no_grad():
+        p, q = plain(x).softmax(1), sharp(x).softmax(1)
+    assert torch.equal(p.argmax(1), q.argmax(1))  # the same labels ...
+    assert (q.max(1).values >= p.max(1).values - 1e-6).all()  # ... said more surely
+    torch.testing.assert_close(q, (p ** 2) / (p ** 2).sum(1, keepdim=True), atol=1e-5, rtol=1e-4)
+    for saved in (save_ensemble_file(sharp, tmp_path / "e.safetensors"),
+                  save_ensemble(sharp, tmp_path / "folder")):
+        assert load_model(saved).temperature == 0.5
+    with pytest.raises(ConfigError, match="positive"):
+        Ensemble([a, b], "mean", temperature=0.0)
+
+
+def test_cli_calibrate_output_keeps_the_accuracy(eval_run, fer_csv, tmp_path, capsys):
+    out = tmp_path / "ens.safetensors"
+    assert main(["ensemble", str(eval_run), str(eval_run), "--method", "mean", "--out", str(out),
+                 "--calibrate", str(fer_csv), "--calibrate-output", "--precision", "fp32"]) == 0
+    printed = capsys.readouterr().out
+    assert "output temperature" in printed
+    before, after = re.search(r"([\d.]+)% at temperature 1, ([\d.]+)% calibrated",
+                              printed).groups()
+    assert before == after
+    ens = load_model(out)
+    assert ens.temperatures == [1.0, 1.0] and ens.temperature != 1.0
+    assert main(["ensemble", str(eval_run), "--out", str(tmp_path / "g"),
+                 "--calibrate-output"]) == 2
 
 
 def test_fitted_temperature_follows_confidence():

@@ -200,6 +200,44 @@ def test_recognizer_auto_follows_the_table(eval_run, faces, monkeypatch):
     assert Recognizer(load_model(eval_run), detector="haar").runtime == "torch"
 
 
+def test_lime_classifies_its_perturbed_faces_in_the_runtime_chosen(eval_run, faces, fer_csv,
+                                                                    tmp_path, monkeypatch):
+    from ferlab.explain import get_explainer
+
+    x = torch.from_numpy(faces.images[:2]).float()[:, None] / 255
+    calls = []
+
+    class Counting(OnnxClassifier):
+        def __call__(self, batch):
+            calls.append(len(batch))
+            return super().__call__(batch)
+
+    trained = load_model(eval_run)
+    clf = Counting(export_onnx(trained, source="run"))
+    ref = get_explainer("lime", trained, samples=64, precision="fp32").attribute(x, 0)
+    got = get_explainer("lime", trained, samples=64, classifier=clf).attribute(x, 0)
+    assert sum(calls) == 2 * 64  # every perturbed face went to the graph, none to torch
+    torch.testing.assert_close(got, ref, atol=1e-3, rtol=0)  # the same seeded samples and fit
+    # The Recognizer hands LIME the graph it runs; the command does what --runtime says.
+    monkeypatch.setattr(runtime_choice, "CHOICES", dict.fromkeys(runtime_choice.CHOICES, "onnx"))
+    rec = Recognizer(eval_run, detector="haar")
+    rec._onnx.__class__ = Counting  # count what reaches the Recognizer's own graph
+    calls.clear()
+    rec.explain(faces.images[0], "lime", samples=32)
+    assert sum(calls) == 32
+    from ferlab import cli
+
+    picked = []
+    real = cli._lime_classifier
+    monkeypatch.setattr(cli, "_lime_classifier",
+                        lambda *a: picked.append(real(*a)) or picked[-1])
+    for runtime in ("torch", "auto"):
+        assert main(["explain", "--model", str(eval_run), "--data", str(fer_csv), "--method",
+                     "lime", "--per-class", "1", "--runtime", runtime, "--lime-samples", "16",
+                     "--out", str(tmp_path / runtime)]) == 0
+    assert picked[0] is None and isinstance(picked[1], OnnxClassifier)
+
+
 def test_recognizer_on_an_onnx_file(graph, faces, tmp_path):
     path = tmp_path / "m.onnx"
     path.write_bytes(graph)

@@ -141,6 +141,29 @@ def test_gradcam_fusion_is_the_product_of_scaled_single_layer_maps(box_model, bo
         get_explainer("gradcam", box_model, layer="body.1.0,body.9")
 
 
+def test_an_ensemble_is_explained_member_by_member(box_model, box_faces):
+    # Each member gets its own default layers, fused into its own map; the members' maps are
+    # averaged. Two copies of one model share every gradient half and half, so their map is
+    # the one-member ensemble's (whose score is a log-probability), scaled to a maximum of 1.
+    import copy
+
+    from ferlab.ensemble import Ensemble
+
+    x = box_faces[0][:4]
+    target = torch.tensor([0, 1, 2, 3])
+    ens = Ensemble([box_model, copy.deepcopy(box_model)], "mean")
+    names = default_cam_layers(box_model)
+    assert default_cam_layers(ens) == [f"members.{i}.{n}" for i in (0, 1) for n in names]
+    single = get_explainer("gradcam", Ensemble([box_model], "mean")).attribute(x, target)
+    both = get_explainer("gradcam", ens).attribute(x, target)
+    torch.testing.assert_close(both, single / single.flatten(1).amax(1)[:, None, None, None])
+    hires = get_explainer("hirescam", ens)
+    assert hires.layer_name == "members.0.body.2.0,members.1.body.2.0"
+    table = format_layers(list_layers(ens))
+    assert table.count("<- Grad-CAM default") == 2 * len(names) and "of each member" in table
+    assert all(len(ln.split()) >= 3 for ln in table.splitlines()[1:-1])  # columns stay apart
+
+
 def test_position_weights_localise_where_averaged_weights_do_not(box_model, box_faces):
     # The reason Grad-CAM's default weights are per position: the head flattens the grid.
     x, labels, boxes = box_faces

@@ -153,6 +153,9 @@ def test_cli_predict_image_goes_to_the_recognizer(monkeypatch):
     assert main(["predict", "--image", "p.jpg", "--tta-shift"]) == 0
     assert main(["predict", "--image", "q.jpg", "--detector", "blazeface",
                  "--min-face", "0.1"]) == 0
+    assert main(["predict", "--image", "r.jpg", "--tta", "none"]) == 0
+    # without --tta, the bundled model's own flip TTA (issue 22); --tta none turns it off
     assert calls == [("bundled", "photo.jpg", None, "r.json", "flip", "auto", None),
                      ("bundled", "p.jpg", None, None, "shift", "auto", None),
-                     ("bundled", "q.jpg", None, None, None, "blazeface", 0.1)]
+                     ("bundled", "q.jpg", None, None, "flip", "blazeface", 0.1),
+                     ("bundled", "r.jpg", None, None, None, "auto", None)]

@@ -172,7 +172,8 @@ def test_model_info_gives_the_precision_the_recognizer_runs(app, client, strict)
     assert info["precision"] == rec.computes_in and info["runtime"] == rec.runtime
     assert rec.bf16 == bf16_is_native()  # the default: bf16 exactly where the CPU has it
     assert info["bf16_native"] == bf16_is_native()
-    assert info["model"] == "bundled" and info["architecture"] == "vgg(width=48)"
+    assert info["model"] == "bundled"
+    assert info["architecture"].startswith("ensemble(mean, 3 members: vgg(width=48), 2 x speedrun")
     assert info["classes"] == list(EMOTIONS) and info["methods"] == list(METHODS)
     assert set(info["colors"]) == set(EMOTIONS)
     assert info["limits"]["workers"] == 2

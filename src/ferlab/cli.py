@@ -627,9 +627,15 @@ def add_ensemble(sub) -> None:
                         "with")
     p.add_argument("--temperatures", type=_float_list, metavar="T1,T2,...",
                    help="each member's softmax temperature, by hand (default 1)")
+    p.add_argument("--output-temperature", type=float, default=1.0, metavar="T",
+                   help="one temperature for the combined probabilities: never changes a "
+                        "label, only how sure the ensemble says it is")
     p.add_argument("--calibrate", metavar="DATA",
                    help="labelled faces to fit each member's temperature on (fer2013.csv(.gz), "
                         "train.csv or image folder)")
+    p.add_argument("--calibrate-output", action="store_true",
+                   help="with --calibrate: fit the ensemble's one output temperature instead "
+                        "of the members' (the accuracy stays exactly as it is)")
     p.add_argument("--split", choices=["PublicTest", "PrivateTest", "Training", "all"],
                    help="with --calibrate: the rows to fit on (default: the file's test rows "
                         "when it has Usage, else all rows)")
@@ -653,7 +659,12 @@ def cmd_ensemble(args) -> int:
     tta = None if args.tta == "none" else args.tta
     if args.temperatures is not None:
         ens = Ensemble(list(ens.members), ens.method, ens.sources, args.temperatures)
+    if args.output_temperature <= 0:
+        raise ConfigError(f"--output-temperature must be positive, got {args.output_temperature}")
+    ens.temperature = args.output_temperature
     ens.tta = tta
+    if args.calibrate_output and not args.calibrate:
+        raise ConfigError("--calibrate-output needs --calibrate DATA (the faces to fit it on)")
     if args.calibrate:
         from .data import load_faces, select_split
         from .threads import configure_threads
@@ -664,14 +675,18 @@ def cmd_ensemble(args) -> int:
             raise DataError(f"{faces.source}: --calibrate needs labelled faces")
         configure_threads(args.threads, "batch")
         shown = "+".join(faces.split_names()) or "all"
-        _progress_line("ensemble")(f"fitting {len(ens.members)} temperatures on "
+        what = "the output temperature" if args.calibrate_output else \
+            f"{len(ens.members)} temperatures"
+        _progress_line("ensemble")(f"fitting {what} on "
                                    f"{len(faces):,} faces [{shown}]"
                                    + (f" with {tta} TTA" if tta else "") + " ...")
         fit = calibrate(ens, faces.images, faces.labels, tta=tta, precision=_precision(args),
-                        progress=True)
+                        progress=True, output=args.calibrate_output)
         for src, t, acc in zip(ens.sources, fit["temperatures"], fit["member_accuracy"],
                                strict=True):
             print(f"  {src}: {acc:.2%} alone, temperature {t:.3f}")
+        if args.calibrate_output:
+            print(f"  output temperature {fit['temperature']:.3f}")
         print(f"{args.method} of {len(ens.members)} on these faces: "
               f"{fit['accuracy_before']:.2%} at temperature 1, "
               f"{fit['accuracy_after']:.2%} calibrated")
@@ -830,6 +845,13 @@ def add_explain(sub) -> None:
     g.add_argument("--lime-segments", type=_positive_int, default=60,
                    help="SLIC superpixels asked for (about 3/4 survive merging)")
     _add_compute(p, threads_help="torch threads (default 0: every core)")
+    from .runtime.choice import RUNTIMES
+
+    p.add_argument("--runtime", choices=RUNTIMES, default="auto",
+                   help="who classifies LIME's perturbed faces (the other methods need "
+                        "torch's gradients): torch, onnx (ONNX Runtime: the bundled model's "
+                        "int8 graph, any other model exported at start) or auto (the faster "
+                        "on this kind of CPU, as for ferlab predict)")
 
 
 def cmd_explain(args) -> int:
@@ -843,10 +865,12 @@ def cmd_explain(args) -> int:
         parse_methods,
     )
     from .model_spec import load_model
+    from .runtime.onnx_classifier import load_classifier
     from .threads import configure_threads
 
     configure_threads(args.threads, "batch")
-    model = load_model(args.model)
+    model = load_classifier(args.model) if not str(args.model).endswith(".onnx") \
+        else load_model(args.model)  # load_model says why an ONNX graph cannot be explained
     if args.list_layers:
         print(format_layers(list_layers(model)))
         return 0
@@ -869,12 +893,26 @@ def cmd_explain(args) -> int:
                         "seed": args.seed},
         method_options={"lime": {"samples": args.lime_samples, "segments": args.lime_segments,
                                  "seed": args.seed,
-                                 "precision": _precision(args)},
+                                 "precision": _precision(args),
+                                 "classifier": _lime_classifier(model, args, methods)},
                         "smoothgrad": {"seed": args.seed}})
     if "check" in summary:
         print(format_check(summary["check"], summary.get("localisation")))
     print(f"wrote {args.out}" + (f" ({', '.join(extra)})" if extra else ""))
     return 0
+
+
+def _lime_classifier(model, args, methods: list[str]):
+    """What classifies LIME's perturbed faces: None (the torch model itself) or the ONNX
+    Runtime graph that ``--runtime`` picks for batches (LIME sends its 256 faces at once)."""
+    from .runtime.choice import resolve_runtime
+    from .runtime.onnx_classifier import as_onnx
+
+    if "lime" not in methods:
+        return None
+    runtime = resolve_runtime(args.runtime, args.lime_samples, model,
+                              bf16=_precision(args) != "auto")
+    return as_onnx(model) if runtime == "onnx" else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -70,6 +70,9 @@ class Ensemble(nn.Module):
         name: ``ensemble(<method>, <n> members)``.
         sources: where each member came from (for messages and ``ensemble.json``).
         temperatures: one positive float per member; its logits are divided by it.
+        temperature: one positive float for the combined probabilities: the ensemble's
+            log-probabilities are divided by it. Unlike the members' temperatures it never
+            changes a label, only how sure the ensemble says it is (``--output-temperature``).
         tta: the test-time augmentation the ensemble was tuned with (``flip``...) or None.
 
     Example:
@@ -79,7 +82,8 @@ class Ensemble(nn.Module):
 
     def __init__(self, members: Sequence[nn.Module], method: str = "vote",
                  sources: Sequence[str] | None = None,
-                 temperatures: Sequence[float] | None = None, tta: str | None = None) -> None:
+                 temperatures: Sequence[float] | None = None, tta: str | None = None,
+                 temperature: float = 1.0) -> None:
         super().__init__()
         if method not in METHODS:
             raise ConfigError(f"ensemble method must be one of {METHODS}, got {method!r}")
@@ -101,10 +105,13 @@ class Ensemble(nn.Module):
             raise ModelError("an ensemble needs at least one member model")
         if not all(t > 0 for t in flat_temps):
             raise ConfigError(f"member temperatures must be positive, got {flat_temps}")
+        if not temperature > 0:
+            raise ConfigError(f"the ensemble's temperature must be positive, got {temperature}")
         self.members = nn.ModuleList(flat)
         self.method = method
         self.sources = flat_sources
         self.temperatures = flat_temps
+        self.temperature = float(temperature)
         self.tta = tta
         self.name = f"ensemble({method}, {len(flat)} members)"
         self.kwargs = {"method": method, "members": len(flat)}
@@ -121,7 +128,8 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = combine(self.member_probs(x), self.method)
-        return p.clamp_min(1e-12).log()  # logits whose softmax is p
+        logp = p.clamp_min(1e-12).log()  # logits whose softmax is p
+        return logp if self.temperature == 1.0 else logp / self.temperature
 
     def conv_layer_names(self) -> list[str]:
         """Names (for ``get_submodule``) of every Conv2d of every member."""
@@ -143,6 +151,7 @@ def save_ensemble(ensemble: Ensemble, out_dir: str | Path) -> Path:
     write_json(out / ENSEMBLE_FILE, {"format": ENSEMBLE_FORMAT, "method": ensemble.method,
                                      "members": files, "sources": ensemble.sources,
                                      "temperatures": ensemble.temperatures,
+                                     "temperature": ensemble.temperature,
                                      "tta": ensemble.tta, "classes": list(EMOTIONS)})
     return out
 
@@ -158,7 +167,7 @@ def save_ensemble_file(ensemble: Ensemble, path: str | Path, *, half: bool = Fal
     members = [{"name": m.name, "kwargs": m.kwargs} for m in ensemble.members]
     meta = {"name": ENSEMBLE_NAME, "kwargs": {"method": ensemble.method},
             "members": members, "temperatures": ensemble.temperatures,
-            "sources": ensemble.sources, **info}
+            "temperature": ensemble.temperature, "sources": ensemble.sources, **info}
     if ensemble.tta:
         meta["tta"] = ensemble.tta
     return write_model_file(ensemble.state_dict(), meta, path, half=half)
@@ -185,7 +194,8 @@ def load_ensemble_file(path: str | Path) -> Ensemble:
     except (KeyError, TypeError) as e:
         raise ModelError(f"{path}: ensemble member description is invalid: {e}") from e
     ens = Ensemble(members, meta.get("kwargs", {}).get("method", "mean"),
-                   meta.get("sources"), meta.get("temperatures"), meta.get("tta"))
+                   meta.get("sources"), meta.get("temperatures"), meta.get("tta"),
+                   meta.get("temperature", 1.0))
     load_weights(ens, path)
     for m in ens.members:
         m.eval()
@@ -240,7 +250,8 @@ def load_ensemble(folder: str | Path, method: str | None = None) -> Ensemble:
         members.append(load_any_model_file(p))
         sources.append(str(f))
     method = method or spec.get("method", "vote")
-    ens = Ensemble(members, method, sources, spec.get("temperatures"), spec.get("tta"))
+    ens = Ensemble(members, method, sources, spec.get("temperatures"), spec.get("tta"),
+                   spec.get("temperature", 1.0))
     ens.meta = {"format": ENSEMBLE_FORMAT, "method": method, "folder": str(folder)}
     return ens.eval()
 
@@ -278,12 +289,15 @@ def fit_temperatures(member_logits: torch.Tensor, labels: torch.Tensor, steps: i
 
 
 def calibrate(ensemble: Ensemble, images: torch.Tensor | np.ndarray, labels: np.ndarray, *,
-              tta: str | None = None, precision: str = "auto", progress: bool = False) -> dict:
+              tta: str | None = None, precision: str = "auto", progress: bool = False,
+              output: bool = False) -> dict:
     """Fit each member's temperature on labelled faces (in place) and record ``tta``.
 
     Each member is scored once, with ``tta``, and gets the temperature that minimises its
-    negative log-likelihood there (:func:`fit_temperatures`). Returns the temperatures and the
-    ensemble's accuracy before and after, on those same faces.
+    negative log-likelihood there (:func:`fit_temperatures`). With ``output``, the members keep
+    theirs and the ensemble's own :attr:`Ensemble.temperature` is fitted instead, on the
+    combined probabilities: every label stays. Returns the temperatures and the ensemble's
+    accuracy before and after, on those same faces.
     """
     from .inference import predict_probs  # inference does not need ensembles; no cycle
 
@@ -296,10 +310,17 @@ def calibrate(ensemble: Ensemble, images: torch.Tensor | np.ndarray, labels: np.
         scaled = torch.stack([(lp / t).softmax(1) for lp, t in zip(logp, temps, strict=True)])
         return (combine(scaled, ensemble.method).argmax(1) == y).float().mean().item()
 
-    before = accuracy([1.0] * len(logp))
-    ensemble.temperatures = fit_temperatures(logp, y)
+    before = accuracy(ensemble.temperatures)
+    if output:
+        scaled = torch.stack([(lp / t).softmax(1)
+                              for lp, t in zip(logp, ensemble.temperatures, strict=True)])
+        mixed = combine(scaled, ensemble.method).clamp_min(1e-12).log()
+        ensemble.temperature = fit_temperatures(mixed[None], y)[0]
+    else:
+        ensemble.temperatures = fit_temperatures(logp, y)
     ensemble.tta = tta
-    return {"temperatures": ensemble.temperatures, "accuracy_before": before,
+    return {"temperatures": ensemble.temperatures, "temperature": ensemble.temperature,
+            "accuracy_before": before,
             "accuracy_after": accuracy(ensemble.temperatures),
             "member_accuracy": [(p.argmax(1) == y).float().mean().item() for p in probs]}
 

@@ -60,6 +60,16 @@ def resolve_model_path(spec: str | Path) -> Path:
     return p
 
 
+def single_model_file(spec: str | Path) -> Path | None:
+    """The one weights file ``spec`` names (a model file, a one-file ensemble such as the
+    bundled model, a run folder's ``model.safetensors``), or None for an ensemble folder,
+    whose members are several files: what a graph exported from it records as its source."""
+    p = Path(spec)
+    if not is_bundled(spec) and p.is_dir() and not (p / MODEL_FILE).is_file():
+        return None
+    return resolve_model_path(spec)
+
+
 def recommended_tta(spec: str | Path) -> str | None:
     """The test-time augmentation the model at ``spec`` records as its own (``"flip"`` or
     ``"shift"``: what it was validated with, ``ferlab train --val-tta``, or what an ensemble was

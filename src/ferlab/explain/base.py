@@ -74,6 +74,9 @@ def default_cam_layers(model: nn.Module) -> list[str]:
         >>> default_cam_layers(create_model("cnn-leaky"))
         ['body.0.0', 'body.1.0', 'body.2.0', 'body.3.0']
     """
+    if _members(model):  # an ensemble: each member's own layers (fused per member, gradcam.py)
+        return [f"members.{i}.{n}" for i, m in enumerate(_members(model))
+                for n in default_cam_layers(m)]
     sides = conv_output_sides(model)
     deepest: dict[int, str] = {}
     for n in conv_layers(model):
@@ -95,9 +98,34 @@ def default_fine_layer(model: nn.Module, min_side: int = FINE_SIDE) -> str:
         >>> default_fine_layer(create_model("cnn-leaky"))
         'body.2.0'
     """
+    if _members(model):  # an ensemble: each member's fine layer, joined by commas
+        return ",".join(f"members.{i}.{default_fine_layer(m, min_side)}"
+                        for i, m in enumerate(_members(model)))
     sides = conv_output_sides(model)
     fine = [n for n in conv_layers(model) if sides.get(n, 0) >= min_side]
     return fine[-1] if fine else default_layer(model)
+
+
+def _members(model: nn.Module) -> list[nn.Module]:
+    """The member models of an ensemble (:class:`ferlab.ensemble.Ensemble`), else ``[]``."""
+    members = getattr(model, "members", None)
+    return list(members) if isinstance(members, nn.ModuleList) else []
+
+
+def member_groups(layer_names: Sequence[str]) -> list[list[int]]:
+    """Indices of ``layer_names`` grouped by the ensemble member they belong to (the
+    ``members.<i>.`` prefix), in order of first appearance; names without one form one group.
+
+    Example:
+        >>> member_groups(["members.0.a", "members.1.a", "members.0.b"])
+        [[0, 2], [1]]
+    """
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(layer_names):
+        parts = name.split(".")
+        key = ".".join(parts[:2]) if parts[0] == "members" and len(parts) > 2 else ""
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
 
 
 def get_layers(model: nn.Module, spec: str | None) -> list[tuple[str, nn.Module]]:

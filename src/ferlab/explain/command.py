@@ -252,17 +252,24 @@ def _first_conv(model: torch.nn.Module) -> str:
 
 def format_layers(rows: list[dict]) -> str:
     """The ``--list-layers`` table; the layers Grad-CAM uses by default are marked."""
-    lines = [f"{'layer':<16}{'type':<14}{'output':<16}"]
-    for r in rows:
-        shape = "x".join(map(str, r["shape"]))
+    # columns as wide as their longest entry (an ensemble's names are long: members.0.body.0.0)
+    shapes = ["x".join(map(str, r["shape"])) for r in rows]
+    wn = max([len("layer")] + [len(r["name"]) for r in rows]) + 2
+    wt = max([len("type")] + [len(r["type"]) for r in rows]) + 2
+    ws = max([len("output")] + [len(s) for s in shapes]) + 2
+    lines = [f"{'layer':<{wn}}{'type':<{wt}}{'output':<{ws}}".rstrip()]
+    for r, shape in zip(rows, shapes, strict=True):
         mark = "conv" + ("  <- Grad-CAM default" if r.get("cam_default") else "") if r["conv"] \
             else ""
-        lines.append(f"{r['name']:<16}{r['type']:<14}{shape:<16}{mark}")
+        lines.append(f"{r['name']:<{wn}}{r['type']:<{wt}}{shape:<{ws}}{mark}".rstrip())
     cam = [r["name"] for r in rows if r.get("cam_default")]
     if cam:
-        lines.append(f"Grad-CAM's default: the deepest conv layer of each grid size "
+        per_member = " of each member" if any(n.startswith("members.") for n in cam) else ""
+        lines.append(f"Grad-CAM's default: the deepest conv layer of each grid size{per_member} "
                      f"({', '.join(cam)}), their maps multiplied: the deepest says which class, "
-                     "the finest where. --layer NAME[,NAME...] chooses others.")
+                     "the finest where" + ("; the members' maps are averaged" if per_member
+                                           else "") +
+                     ". --layer NAME[,NAME...] chooses others.")
     return "\n".join(lines)
 
 

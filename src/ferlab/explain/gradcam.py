@@ -19,6 +19,11 @@ box the averaged weights put 1.5x chance mass in the box at every layer, while k
 position's own gradient (HiResCAM's weights, Draelos & Carin 2020) finds it. Per-position weights
 equal the averaged ones wherever those are exact, so ``weights="position"`` is the default;
 ``weights="mean"`` gives the paper's map.
+
+An ensemble (:class:`ferlab.ensemble.Ensemble`) is explained member by member: by default each
+member's own layers, as above, fused into one map per member from the gradient of the
+ensemble's score; the members' maps, each scaled to a maximum of 1, are averaged. Layers named
+by hand are grouped by member (``members.<i>.``) the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from captum.attr import LayerAttribution
 
 from ..constants import IMAGE_SIZE
 from ..errors import ConfigError
-from .base import Explainer, default_fine_layer, register_explainer
+from .base import Explainer, default_fine_layer, member_groups, register_explainer
 
 WEIGHTS = ("position", "mean")
 FUSIONS = ("product", "mean")
@@ -76,6 +81,15 @@ class GradCamExplainer(Explainer):
         cams = [LayerAttribution.interpolate(c, (IMAGE_SIZE, IMAGE_SIZE),
                                              interpolate_mode=self.interpolate)
                 for c in self._cams(x, target)]
+        if len(cams) == 1:
+            return cams[0]
+        # Layers of one model are fused; an ensemble's members each get their own fused map,
+        # and the maps are averaged, as the ensemble averages the members' probabilities.
+        fused = [self._fuse([cams[i] for i in group]) for group in member_groups(self.layer_names)]
+        return fused[0] if len(fused) == 1 else torch.stack([_scaled(f) for f in fused]).mean(0)
+
+    def _fuse(self, cams: list[torch.Tensor]) -> torch.Tensor:
+        """One model's layer maps (at 48x48) as one: their product or mean, each scaled to 1."""
         if len(cams) == 1:
             return cams[0]
         scaled = torch.stack([_scaled(c) for c in cams])

@@ -82,6 +82,11 @@ class LimeExplainer(Explainer):
             norms folded and channels-last memory (``ferlab.inference.inference_copy``).
         fast: the former switch, kept for old callers: ``True`` = ``bf16``, ``False`` = ``fp32``
             (``None``: use ``precision``).
+        classifier: what classifies the perturbed faces instead of the model: a callable from
+            a batch ``[N, 1, 48, 48]`` to logits, such as the
+            :class:`~ferlab.runtime.onnx_classifier.OnnxClassifier` that ``--runtime auto``
+            picks (the bundled model's int8 graph). LIME needs only predictions, hundreds a
+            face, so it runs where they are fastest; the map then explains that classifier.
 
     Example:
         >>> maps = get_explainer("lime", model, samples=256, seed=0).attribute(x)
@@ -92,8 +97,7 @@ class LimeExplainer(Explainer):
     def __init__(self, model, layer=None, *, samples: int = 256, segments: int = 60,
                  compactness: float = 0.08, kernel_width: float = 0.25, seed: int = 0,
                  batch_size: int = DEFAULT_BATCH, precision: str = "auto",
-                 fast: bool | None = None
-                 ) -> None:
+                 fast: bool | None = None, classifier=None) -> None:
         super().__init__(model, layer)
         self.samples, self.segments, self.compactness = samples, segments, compactness
         self.kernel_width, self.seed, self.batch_size = kernel_width, seed, batch_size
@@ -101,16 +105,18 @@ class LimeExplainer(Explainer):
             precision = "bf16" if fast else "fp32"
         # ferlab.precision decides, as for every command: bf16 only where it is native.
         self.precision = resolve_precision(precision).name
+        self.classifier = classifier
         self.last_segments: list[np.ndarray] = []  # the superpixels of the last call, for figures
 
     def _classify(self, batch: np.ndarray) -> np.ndarray:
         """LIME's classifier: probabilities ``float64 [N, 7]`` for faces ``[N, 48, 48, 1]``.
 
-        It runs a folded private copy (``fast=True``): folding batch norms in place would change
-        the caller's model, and weights held in bf16 are cast once, not on every batch."""
+        It runs ``classifier`` where one was given, else a folded private copy of the model
+        (``fast=True``): folding batch norms in place would change the caller's model, and
+        weights held in bf16 are cast once, not on every batch."""
         x = np.ascontiguousarray(batch[..., 0], dtype=np.float32)
-        return predict_probs(self.model, x, batch_size=self.batch_size, precision=self.precision,
-                             fast=True).numpy().astype(np.float64)
+        return predict_probs(self.classifier or self.model, x, batch_size=self.batch_size,
+                             precision=self.precision, fast=True).numpy().astype(np.float64)
 
     def _attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logging.getLogger("lime").setLevel(logging.WARNING)

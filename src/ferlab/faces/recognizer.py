@@ -27,6 +27,7 @@ import torch
 from ..constants import EMOTIONS, IMAGE_SIZE
 from ..errors import DataError, ModelError
 from ..inference import average_probs, inference_copy, predict_probs, to_model_input, tta_mode
+from ..model_spec import recommended_tta
 from ..precision import resolve_precision
 from ..runtime.choice import resolve_runtime
 from ..runtime.onnx_classifier import OnnxClassifier, as_onnx, load_classifier
@@ -75,7 +76,9 @@ class Recognizer:
     Args:
         model: ``"bundled"``, a model file, a run folder, an ensemble folder, or a loaded model.
         tta: test-time augmentation: ``True``/``"flip"`` averages each face with its mirror,
-            ``"shift"`` also with 2-pixel shifts (see :func:`ferlab.inference.tta_views`).
+            ``"shift"`` also with 2-pixel shifts (see :func:`ferlab.inference.tta_views`);
+            ``"auto"`` (default): the one the model records as its own (the bundled model's
+            flip), as ``ferlab predict`` and ``evaluate`` do; ``False``/``"none"``: one view.
         precision: ``auto`` (default: bf16 where the CPU computes it natively, where it is
             faster; else fp32), ``fp32`` or ``bf16`` (:mod:`ferlab.precision`).
         bf16: older spelling of ``precision`` (True = bf16, False = fp32); None: use
@@ -110,13 +113,17 @@ class Recognizer:
     """
 
     def __init__(self, model: str | Path | torch.nn.Module = "bundled", *,
-                 tta: bool | str = False, bf16: bool | None = None, precision: str = "auto",
+                 tta: bool | str | None = "auto", bf16: bool | None = None,
+                 precision: str = "auto",
                  threads: int = 0,
                  detector: str | None = None, profile: bool = False,
                  max_side: int | None = DETECT_SIDE, min_neighbors: int = 5,
                  min_face: float | None = None, runtime: str | None = "auto") -> None:
         owned = not isinstance(model, torch.nn.Module)
         self.model = _load(model)
+        if tta == "auto":  # what the model was validated or tuned with, as the CLI does
+            tta = (recommended_tta(model) if isinstance(model, str | Path)
+                   else getattr(self.model, "tta", None))
         self.tta = tta_mode(tta)
         if bf16 is not None:
             precision = "bf16" if bf16 else "fp32"
@@ -231,6 +238,9 @@ class Recognizer:
             target = EMOTIONS.index(target)
         if target is None and isinstance(face, RecognizedFace):
             target = face.label_index
+        if method == "lime" and self._onnx is not None:
+            # LIME only classifies (hundreds of faces): in the runtime this Recognizer runs
+            options.setdefault("classifier", self._onnx)
         x = to_model_input(crop[None].copy())  # a copy: the caller's array may be read-only
         with warnings.catch_warnings():
             # captum notes that it switched requires_grad on for the input; that is expected.

@@ -23,7 +23,7 @@ from ..data import load_faces, select_split
 from ..errors import DataError, ModelError
 from ..inference import to_model_input
 from ..io_utils import write_bytes
-from ..model_spec import load_model, resolve_model_path
+from ..model_spec import load_model, single_model_file
 from ..predict import predict_faces
 from ..synthetic import make_faces
 from .onnx_classifier import OnnxClassifier, file_sha256
@@ -244,15 +244,16 @@ def export_model(spec: str | Path, out: str | Path, *, int8: bool = False,
         result.meta = {**quant.meta, "accuracy": result.accuracy}
         set_onnx_meta(proto, result.meta)
         graph = proto.SerializeToString()
-    if getattr(model, "members", None) is None:
+    source = single_model_file(spec)
+    if source is not None:
         import onnx
-
 
         # The weights file it was made from, so a stale graph is known for what it is.
         proto = onnx.load_from_string(graph)
         result.meta = {**result.meta,
-                       "source_sha256": file_sha256(resolve_model_path(spec))}
+                       "source_sha256": file_sha256(source)}
         set_onnx_meta(proto, result.meta)
         graph = proto.SerializeToString()
     write_bytes(out, graph)
     return result
+

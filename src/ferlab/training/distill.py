@@ -46,9 +46,9 @@ def cached_teacher_logits(teacher: torch.nn.Module, images: torch.Tensor, bf16: 
     callers' sake; :func:`~ferlab.inference.predict_probs` picks the memory format itself.)
     """
     precision = "bf16" if bf16 else "fp32"
-    views = [predict_probs(teacher, v, batch_size=batch_size, precision=precision, fast=False)
-             for v in (images, images.flip(-1))]
-    return ((views[0] + views[1]) / 2).clamp_min(1e-12).log()
+    probs = predict_probs(teacher, images, batch_size=batch_size, precision=precision,
+                          tta="flip", fast=False, progress=True)
+    return probs.clamp_min(1e-12).log()
 
 
 class Distiller:
@@ -86,6 +86,8 @@ def make_distiller(t: TrainConfig, x_train: torch.Tensor, precision: Precision,
     teacher = load_teacher(t.teacher, t.channels_last).to(device)
     cache = None
     if t.teacher_cache:
+        # minutes for an ensemble teacher on a CPU: say so before, and show progress
+        log(f"teacher {t.teacher} predicts {len(x_train):,} training faces and their mirrors")
         start = time.perf_counter()
         cache = cached_teacher_logits(teacher, x_train, precision.bf16, t.channels_last,
                                       t.eval_batch_size)
