@@ -306,15 +306,16 @@ def calibrate(ensemble: Ensemble, images: torch.Tensor | np.ndarray, labels: np.
                                        progress=progress) for m in ensemble.members])
     logp = probs.clamp_min(1e-12).log()
 
-    def accuracy(temps: Sequence[float]) -> float:
+    def combined(temps: Sequence[float]) -> torch.Tensor:
         scaled = torch.stack([(lp / t).softmax(1) for lp, t in zip(logp, temps, strict=True)])
-        return (combine(scaled, ensemble.method).argmax(1) == y).float().mean().item()
+        return combine(scaled, ensemble.method)
+
+    def accuracy(temps: Sequence[float]) -> float:
+        return (combined(temps).argmax(1) == y).float().mean().item()
 
     before = accuracy(ensemble.temperatures)
     if output:
-        scaled = torch.stack([(lp / t).softmax(1)
-                              for lp, t in zip(logp, ensemble.temperatures, strict=True)])
-        mixed = combine(scaled, ensemble.method).clamp_min(1e-12).log()
+        mixed = combined(ensemble.temperatures).clamp_min(1e-12).log()
         ensemble.temperature = fit_temperatures(mixed[None], y)[0]
     else:
         ensemble.temperatures = fit_temperatures(logp, y)
