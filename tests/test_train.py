@@ -187,6 +187,35 @@ def test_student_learns_the_teachers_answers(tmp_path, faces, cache):
     assert (said == taught).float().mean().item() >= 0.8
 
 
+def test_resumed_run_reads_the_teachers_answers_it_saved(tmp_path, faces, monkeypatch):
+    """--teacher-cache keeps the teacher's answers in the run folder: a resumed run reads them
+    instead of asking the teacher again (minutes for an ensemble), and resumes exactly."""
+    import ferlab.training.distill as distill
+
+    data = make_split(faces.subset(slice(0, 300)), "stratified:0.2")
+    quiet = {"progress": False, "log": lambda s: None, "data": data}
+    teacher = train(_cfg(epochs=1), tmp_path / "teacher", **quiet)
+    cfg = _cfg(epochs=2, teacher=str(teacher), distill=0.5, teacher_cache=True)
+    full = train(cfg, tmp_path / "full", **quiet)
+    with pytest.raises(TrainingInterrupted):
+        train(cfg, tmp_path / "part", stop_after=1, **quiet)
+    saved = tmp_path / "part" / "teacher-logits.safetensors"
+    assert saved.is_file()
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("the teacher was asked again")
+
+    monkeypatch.setattr(distill, "cached_teacher_logits", no_teacher)
+    train(None, tmp_path / "part", resume=True, **quiet)
+    a, b = load_model(full).state_dict(), load_model(tmp_path / "part").state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    # another teacher's answers are not taken for this one's
+    key = distill.teacher_cache_key(load_model(teacher), torch.zeros(3, 48, 48, dtype=torch.uint8),
+                                    False)
+    assert distill.load_teacher_cache(saved, key) is None
+
+
 def test_cli_distillation_flags_reach_the_config():
     from ferlab.cli import build_parser, config_from_args
 

@@ -30,6 +30,7 @@ HISTORY_FILE = "history.csv"
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
+TEACHER_CACHE_FILE = "teacher-logits.safetensors"  # --teacher-cache's answers, for --resume
 HISTORY_COLUMNS = ["epoch", "seconds", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
                    "wrong_confidence"]
 
@@ -69,6 +70,10 @@ class RunFolder:
     @property
     def checkpoint_path(self) -> Path:
         return self.path / CHECKPOINT_FILE
+
+    @property
+    def teacher_cache_path(self) -> Path:
+        return self.path / TEACHER_CACHE_FILE
 
     @property
     def model_path(self) -> Path:

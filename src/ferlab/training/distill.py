@@ -3,14 +3,18 @@ the student learns from a frozen teacher's softened answers as well as from the 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 
 from ..config import TrainConfig
+from ..io_utils import atomic_write
 from ..inference import predict_probs
 from ..model_spec import load_model
 from ..precision import Precision
@@ -77,20 +81,56 @@ class Distiller:
         return (1 - self.weight) * hard_loss + self.weight * soft
 
 
+def teacher_cache_key(teacher: torch.nn.Module, x_train: torch.Tensor, bf16: bool) -> str:
+    """What a saved teacher cache must match: the teacher's weights, the training faces and
+    the precision it was computed in."""
+    h = hashlib.sha256(b"bf16" if bf16 else b"fp32")
+    for name, value in teacher.state_dict().items():
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    h.update(x_train.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def load_teacher_cache(path: Path, key: str) -> torch.Tensor | None:
+    """The logits saved at ``path`` for ``key``, or None (no file, or another teacher's)."""
+    if not path.is_file():
+        return None
+    saved = load_file(path)
+    if saved.get("key") is None or bytes(saved["key"].tolist()).decode() != key:
+        return None
+    return saved["logits"]
+
+
+def save_teacher_cache(path: Path, key: str, logits: torch.Tensor) -> None:
+    key_bytes = torch.tensor(list(key.encode()), dtype=torch.uint8)
+    atomic_write(path, lambda p: save_file({"logits": logits.contiguous(), "key": key_bytes}, p))
+
+
 def make_distiller(t: TrainConfig, x_train: torch.Tensor, precision: Precision,
-                   device: torch.device, log: Callable[[str], None]) -> Distiller | None:
+                   device: torch.device, log: Callable[[str], None],
+                   cache_path: Path | None = None) -> Distiller | None:
     """The run's :class:`Distiller` (None without ``--distill``); with ``--teacher-cache`` the
-    teacher predicts every training face (``x_train``, uint8) and its mirror here, once."""
+    teacher predicts every training face (``x_train``, uint8) and its mirror here, once, and
+    keeps the answers in ``cache_path``, so a resumed run reads them instead of waiting again."""
     if not t.distill:
         return None
     teacher = load_teacher(t.teacher, t.channels_last).to(device)
     cache = None
     if t.teacher_cache:
-        # minutes for an ensemble teacher on a CPU: say so before, and show progress
-        log(f"teacher {t.teacher} predicts {len(x_train):,} training faces and their mirrors")
-        start = time.perf_counter()
-        cache = cached_teacher_logits(teacher, x_train, precision.bf16, t.channels_last,
-                                      t.eval_batch_size)
-        log(f"teacher {t.teacher} predicted {len(cache):,} faces and their mirrors in "
-            f"{time.perf_counter() - start:.0f} s")
+        key = teacher_cache_key(teacher, x_train, precision.bf16)
+        cache = load_teacher_cache(cache_path, key) if cache_path is not None else None
+        if cache is not None:
+            log(f"teacher {t.teacher}: its answers for {len(cache):,} faces read from "
+                f"{cache_path}")
+        else:
+            # minutes for an ensemble teacher on a CPU: say so before, and show progress
+            log(f"teacher {t.teacher} predicts {len(x_train):,} training faces and their mirrors")
+            start = time.perf_counter()
+            cache = cached_teacher_logits(teacher, x_train, precision.bf16, t.channels_last,
+                                          t.eval_batch_size)
+            log(f"teacher {t.teacher} predicted {len(cache):,} faces and their mirrors in "
+                f"{time.perf_counter() - start:.0f} s")
+            if cache_path is not None:
+                save_teacher_cache(cache_path, key, cache)
     return Distiller(teacher, t.distill, t.temperature, device, cache)

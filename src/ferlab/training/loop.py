@@ -91,7 +91,8 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, force: b
     faces = RunData.of(*(data if data is not None else prepare_data(cfg)))
 
     model = build_model(cfg, device, init=not resume, faces=faces.x_train)
-    distiller = make_distiller(t, faces.x_train, precision, device, log)
+    distiller = make_distiller(t, faces.x_train, precision, device, log,
+                               cache_path=run.teacher_cache_path)
     optimizer = make_optimizer(model, t)
     ema = WeightEMA(model, t.ema) if t.ema else None
     lookahead = Lookahead(model, t.lookahead) if t.lookahead else None
