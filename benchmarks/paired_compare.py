@@ -17,9 +17,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from ensemble_search import member_probs  # the same folder: one scoring path and cache
 from scipy.stats import binomtest
 
-from ensemble_search import member_probs  # the same folder: one scoring path and cache
 from ferlab.data import load_faces, select_split
 
 

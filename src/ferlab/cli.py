@@ -269,8 +269,9 @@ def add_train(sub) -> None:
     g.add_argument("--teacher-cache", action="store_true",
                    help="the teacher predicts each training face (and its mirror) once, before "
                         "training, instead of every augmented batch: epochs cost what plain "
-                        "ones do, and a large or mirrored-TTA teacher becomes affordable; the answers "
-                        "are kept in the run folder, so --resume does not wait for them again")
+                        "ones do, and a large or mirrored-TTA teacher becomes affordable; the "
+                        "answers are kept in the run folder, so --resume does not wait for "
+                        "them again")
     g = p.add_argument_group("augmentation")
     g.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
     g.add_argument("--no-flip", action="store_true", help="no horizontal flips")

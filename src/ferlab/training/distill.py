@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from ..config import TrainConfig
-from ..io_utils import atomic_write
 from ..inference import predict_probs
+from ..io_utils import atomic_write
 from ..model_spec import load_model
 from ..precision import Precision
 
